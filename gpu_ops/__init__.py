@@ -1,0 +1,36 @@
+"""Custom operations that GRU4Rec-style graphs need beyond plain PyTensor.
+
+Each operation exists twice: a custom Op with a fast CPU implementation (a CUDA implementation
+slots in later as another ``perform``/linker dispatch of the same Op), and a reference composition
+of standard PyTensor ops. One switch chooses, like the original's ``disable_custom_op``:
+:func:`set_custom_ops` or the environment variable ``GPU_OPS_DISABLE_CUSTOM=1``. Tests check each
+custom Op against its reference on random inputs, gradients included.
+
+- :func:`positive_diag`: the positive scores of a sampled score matrix (row i, column i).
+- :func:`searchsorted`: binary-search sampling from a cumulative distribution.
+- :func:`rank_counts`: per row, how many items score above / equal to the target (ranking
+  without sort or argmax).
+- :func:`row_sum`, :func:`row_max_shift`: row reductions of score matrices (fast CPU loops).
+- ``gpu_ops.rows``: a compiled row scatter replacing PyTensor's Python row increments (a rewrite).
+"""
+import os
+
+from .diag import positive_diag
+from .ranking import rank_counts
+from .reductions import row_max_shift, row_sum
+from .search import searchsorted
+
+_custom = os.environ.get('GPU_OPS_DISABLE_CUSTOM', '0') not in ('1', 'true', 'True')
+
+
+def set_custom_ops(enabled):
+    """Use the custom Ops (True) or the reference compositions (False) in graphs built from now on."""
+    global _custom
+    _custom = bool(enabled)
+
+
+def custom_ops_enabled():
+    return _custom
+
+
+__all__ = ['positive_diag', 'rank_counts', 'row_max_shift', 'row_sum', 'searchsorted', 'set_custom_ops', 'custom_ops_enabled']

@@ -1,0 +1,547 @@
+"""The GRU4Rec model: the original's parameters, training semantics, prediction and model files.
+
+Differences from the Theano original (github hidasib/GRU4Rec, a4ed5fb), all deliberate:
+- Row-sparse optimizer updates sum the gradients of rows used more than once in a step before the
+  adaptive scaling (the official PyTorch port does the same; Theano scaled each occurrence).
+- adam uses beta2 for the second-moment bias correction and the gradient (not its square) for the
+  first moment in the sparse update; the original had both slips. No published setting uses adam.
+- Random streams (dropout, negative samples) are PyTensor's, so runs match the original in
+  distribution, not bit for bit; weight initialisation uses numpy's seed 42 in the original order,
+  so initial weights are identical.
+- batch_size larger than the number of sessions is capped instead of failing.
+"""
+import time
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import pytensor
+import pytensor.tensor as pt
+from pytensor.tensor.random.utils import RandomStream
+
+import gpu_ops
+from recsys_core import data as datatools
+from recsys_core.activations import build_activation, check_activation
+from recsys_core.backend import compile_function
+from recsys_core.batching import Shrink, session_parallel
+from recsys_core.errors import UserError
+from recsys_core.optim import ADAPTS, N_ADAPT_PARAMS, Optimizer, SparseParam
+from recsys_core.params import Param, ParamSet, format_set_line
+from recsys_core.persistence import load_model, save_model
+from recsys_core.sampling import SampleStore
+
+from .losses import LOSS_FUNCTIONS, LOSSES
+
+
+def _positive(v):
+    return None if v > 0 else 'must be positive'
+
+
+def _non_negative(v):
+    return None if v >= 0 else 'must be >= 0'
+
+
+def _probability(v):
+    return None if 0 <= v < 1 else 'must be in [0, 1)'
+
+
+def _one_of(options):
+    return lambda v: None if v in options else 'must be one of {}'.format(', '.join(map(str, options)))
+
+
+def _layers(v):
+    return None if v and all(x > 0 for x in v) else 'must be a non-empty list of positive sizes (e.g. 100/100)'
+
+
+def _embedding(v):
+    if v == 'layersize':
+        return None
+    try:
+        return None if int(v) >= 0 else 'must be >= 0 or "layersize"'
+    except (TypeError, ValueError):
+        return 'must be an integer >= 0 or "layersize"'
+
+
+def _adapt(v):
+    return None if v in ADAPTS else 'must be one of None, adagrad, rmsprop, adam, adadelta'
+
+
+class _EmbeddingParam(Param):
+    """embedding is an int, or 'layersize' (the size of the first GRU layer)."""
+
+    def cast(self, value):
+        if value == 'layersize':
+            return value
+        if isinstance(value, str):
+            return int(value)
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise ValueError('expected an integer or "layersize"')
+        return int(value)
+
+
+class _AdaptParam(Param):
+    """adapt is a string or None ('None' in a parameter string means plain SGD)."""
+
+    def cast(self, value):
+        return None if value in (None, 'None', 'none', 'sgd') else value
+
+
+class GRU4Rec(ParamSet):
+    """Session-based recommender with GRU layers, trained with session-parallel mini-batches."""
+
+    PARAMS = [
+        Param('loss', 'bpr-max', _one_of(LOSSES)),
+        Param('final_act', 'linear', check_activation(allow_softmax=True)),
+        Param('hidden_act', 'tanh', check_activation(allow_softmax=False)),
+        Param('layers', [100], _layers, item_type=int),
+        Param('n_epochs', 10, _non_negative),
+        Param('batch_size', 32, _positive),
+        Param('dropout_p_hidden', 0.0, _probability),
+        Param('dropout_p_embed', 0.0, _probability),
+        Param('learning_rate', 0.1, _positive),
+        Param('momentum', 0.0, _probability),
+        Param('lmbd', 0.0, _non_negative),
+        _EmbeddingParam('embedding', 0, _embedding),
+        Param('n_sample', 2048, _non_negative),
+        Param('sample_alpha', 0.75, _non_negative),
+        Param('smoothing', 0.0, _probability),
+        Param('constrained_embedding', False),
+        _AdaptParam('adapt', 'adagrad', _adapt),
+        Param('adapt_params', [], item_type=float),
+        Param('grad_cap', 0.0, _non_negative),
+        Param('bpreg', 1.0, _non_negative),
+        Param('logq', 0.0, _non_negative),
+        Param('sigma', 0.0, _non_negative),
+        Param('init_as_normal', False),
+        Param('train_random_order', False),
+        Param('time_sort', True),
+        Param('session_key', 'SessionId'),
+        Param('item_key', 'ItemId'),
+        Param('time_key', 'Time'),
+    ]
+
+    def __init__(self, **kwargs):
+        self.weights = None
+        self.itemidmap = None
+        self.error_during_train = False
+        self._compiled = {}
+        self._predict_state = None
+        super().__init__(**kwargs)
+
+    # ----------------------------------------------------------------- parameters
+    def check_params(self, p):
+        if p['final_act'] == 'softmax_logit' and p['loss'] != 'xe_logit':
+            return 'final_act=softmax_logit only works with loss=xe_logit'
+        if p['loss'] == 'xe_logit' and p['final_act'] != 'softmax_logit':
+            return 'loss=xe_logit needs final_act=softmax_logit'
+        if len(p['adapt_params']) < N_ADAPT_PARAMS[p['adapt']]:
+            return 'adapt={} needs {} adapt_params (e.g. adapt_params=0.9/0.999)'.format(
+                p['adapt'], N_ADAPT_PARAMS[p['adapt']])
+        return None
+
+    def after_set_params(self, names, maxk, maxv, verbose):
+        if self.embedding == 'layersize':
+            self.embedding = self.layers[0]
+            if verbose:
+                print(format_set_line('embedding', self.embedding, maxk, maxv))
+
+    @property
+    def n_items(self):
+        return len(self.itemidmap)
+
+    # ----------------------------------------------------------------- weights
+    def _init_weights(self):
+        """Initial weights drawn in the original's order from numpy's seed 42 (identical values)."""
+        rng = np.random.RandomState(42)
+
+        def matrix(shape):
+            sigma = self.sigma if self.sigma != 0 else np.sqrt(6.0 / (shape[0] + shape[1]))
+            if self.init_as_normal:
+                return (rng.randn(*shape) * sigma).astype('float32')
+            return (rng.rand(*shape) * sigma * 2 - sigma).astype('float32')
+
+        w = OrderedDict()
+        if self.constrained_embedding:
+            n_in = self.layers[-1]
+        elif self.embedding:
+            w['E'] = matrix((self.n_items, self.embedding))
+            n_in = self.embedding
+        else:
+            n_in = self.n_items
+        for i, h in enumerate(self.layers):
+            fan_in = self.layers[i - 1] if i > 0 else n_in
+            w['Wx{}'.format(i)] = np.hstack([matrix((fan_in, h)) for _ in range(3)])
+            w['Wh{}'.format(i)] = matrix((h, h))
+            w['Wrz{}'.format(i)] = np.hstack([matrix((h, h)) for _ in range(2)])
+            w['Bh{}'.format(i)] = np.zeros(3 * h, dtype='float32')
+        w['Wy'] = matrix((self.n_items, self.layers[-1]))
+        w['By'] = np.zeros(self.n_items, dtype='float32')
+        return w
+
+    def _shared_weights(self):
+        self.shared = OrderedDict((k, pytensor.shared(v, name=k)) for k, v in self.weights.items())
+
+    def _sync_weights(self):
+        """Copy trained values back from the shared variables (plain arrays for saving)."""
+        self.weights = OrderedDict((k, s.get_value()) for k, s in self.shared.items())
+
+    # ----------------------------------------------------------------- network
+    def _input_mode(self):
+        if self.constrained_embedding:
+            return 'shared'
+        return 'embedding' if self.embedding else 'onehot'
+
+    def _gru(self, x, H, R, drop_hidden, srng, first_layer_rows=None):
+        """GRU layers on input rows ``x``; returns (last output, new hidden states).
+
+        In the one-hot mode the first layer's input product is the gathered rows of Wx0
+        (``first_layer_rows``) instead of ``x @ Wx0``. Rows with R == 1 are zeroed after the step.
+        """
+        act = build_activation(self.hidden_act)
+        S = self.shared
+        H_new = []
+        y = x
+        for i, h in enumerate(self.layers):
+            if i == 0 and first_layer_rows is not None:
+                vec = first_layer_rows + S['Bh0']
+            else:
+                vec = pt.dot(y, S['Wx{}'.format(i)]) + S['Bh{}'.format(i)]
+            rz = pt.sigmoid(vec[:, h:] + pt.dot(H[i], S['Wrz{}'.format(i)]))
+            cand = act(pt.dot(H[i] * rz[:, :h], S['Wh{}'.format(i)]) + vec[:, :h])
+            z = rz[:, h:]
+            y = (1.0 - z) * H[i] + z * cand
+            y = _dropout(y, drop_hidden, srng)
+            H_new.append(y if R is None else y * (1.0 - R[:, None]))
+        return y, H_new
+
+    def _hidden_inputs(self):
+        return [pt.matrix('H{}'.format(i), dtype='float32') for i in range(len(self.layers))]
+
+    def _build_train(self, store):
+        """Compile the training step: (X, Y, R, sample batch index, *H) -> (cost, *H_new)."""
+        S = self.shared
+        srng = RandomStream(42)
+        X, Y = pt.ivector('X'), pt.ivector('Y')
+        R = pt.vector('R', dtype='float32')
+        si = pt.lscalar('si')
+        H = self._hidden_inputs()
+        M = X.shape[0]
+        Yall = pt.concatenate([Y, pt.cast(store.batch(si), 'int32')]) if store is not None else Y
+        sparse = []
+        mode = self._input_mode()
+        first_rows = None
+        if mode == 'shared':
+            rows, inv = pt.unique(pt.concatenate([X, Yall]), return_inverse=True)
+            gathered = S['Wy'][rows]
+            sparse.append(SparseParam(S['Wy'], rows, gathered))
+            both = gathered[inv]
+            x, Sy = _dropout(both[:M], self.dropout_p_embed, srng), both[M:]
+        else:
+            rows_x, inv_x = pt.unique(X, return_inverse=True)
+            table = S['E'] if mode == 'embedding' else S['Wx0']
+            gathered_x = table[rows_x]
+            sparse.append(SparseParam(table, rows_x, gathered_x))
+            if mode == 'embedding':
+                x = _dropout(gathered_x[inv_x], self.dropout_p_embed, srng)
+            else:
+                x, first_rows = None, gathered_x[inv_x]
+            rows_y, inv_y = pt.unique(Yall, return_inverse=True)
+            gathered_y = S['Wy'][rows_y]
+            sparse.append(SparseParam(S['Wy'], rows_y, gathered_y))
+            Sy = gathered_y[inv_y]
+        rows_b, inv_b = pt.unique(Yall, return_inverse=True)
+        gathered_b = S['By'][rows_b]
+        sparse.append(SparseParam(S['By'], rows_b, gathered_b))
+        h, H_new = self._gru(x, H, R, self.dropout_p_hidden, srng, first_rows)
+        scores = pt.dot(h, Sy.T) + gathered_b[inv_b]
+        if self.logq:
+            prior = self.shared_prior[Yall]
+            if store is not None:
+                prior = pt.concatenate([prior[:M], prior[M:] ** self.sample_alpha])
+            scores = scores - self.logq * pt.log(prior)
+        yhat = build_activation(self.final_act)(scores)
+        loss = LOSS_FUNCTIONS[self.loss](yhat, M, self.n_sample if store is not None else 0, self.smoothing, self.bpreg)
+        cost = pt.cast(loss / self.batch_size, 'float32')
+        dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]
+        opt = Optimizer(self.learning_rate, self.adapt, self.adapt_params, self.momentum, self.lmbd, self.grad_cap)
+        updates = opt.updates(cost, dense, sparse)
+        return compile_function([X, Y, R, si] + H, [cost] + H_new, updates=updates)
+
+    def _scores(self, h, item_rows=None):
+        """Prediction scores (final activation; softmax for softmax_logit; no logq)."""
+        S = self.shared
+        if item_rows is None:
+            scores = pt.dot(h, S['Wy'].T) + S['By']
+        else:
+            scores = pt.dot(h, S['Wy'][item_rows].T) + S['By'][item_rows]
+        act = 'softmax' if self.final_act == 'softmax_logit' else self.final_act
+        return build_activation(act)(scores)
+
+    def _input_rows(self, X):
+        mode = self._input_mode()
+        S = self.shared
+        if mode == 'shared':
+            return S['Wy'][X], None
+        if mode == 'embedding':
+            return S['E'][X], None
+        return None, S['Wx0'][X]
+
+    def _build_ranker(self, mode, with_items):
+        """Compile an evaluation step: (X, Y, R, [items], *H) -> (greater, equal, *H_new)."""
+        X, Y = pt.ivector('X'), pt.ivector('Y')
+        R = pt.vector('R', dtype='float32')
+        items = pt.ivector('items')
+        H = self._hidden_inputs()
+        x, first_rows = self._input_rows(X)
+        h, H_new = self._gru(x, H, R, 0.0, None, first_rows)
+        if with_items:
+            yhat = self._scores(h, pt.concatenate([Y, items]))
+            M = X.shape[0]
+            target, others = gpu_ops.positive_diag(yhat), yhat[:, M:]
+        else:
+            yhat = self._scores(h)
+            target, others = yhat[pt.arange(X.shape[0]), Y], yhat
+        if mode == 'tiebreaking':
+            noise = RandomStream(42).uniform(size=others.shape, dtype='float32') * 1e-10
+            others = others + noise
+            target = target + (noise[pt.arange(X.shape[0]), Y] if not with_items else 0.0)
+        greater, equal = gpu_ops.rank_counts(others, target)
+        return compile_function([X, Y, R, items] + H, [greater, equal] + H_new)
+
+    def _build_predict(self, with_items):
+        """Compile a prediction step: (X, [items], *H) -> (scores, *H_new)."""
+        X = pt.ivector('X')
+        items = pt.ivector('items')
+        H = self._hidden_inputs()
+        x, first_rows = self._input_rows(X)
+        h, H_new = self._gru(x, H, None, 0.0, None, first_rows)
+        return compile_function([X, items] + H, [self._scores(h, items if with_items else None)] + H_new)
+
+    def _function(self, key, build):
+        if key not in self._compiled:
+            self._compiled[key] = build()
+        return self._compiled[key]
+
+    def _zero_state(self, n):
+        return [np.zeros((n, h), dtype='float32') for h in self.layers]
+
+    # ----------------------------------------------------------------- training
+    def fit(self, data, sample_store=10000000, store_type='gpu', verbose=True):
+        """Train on a DataFrame of events (session_key, item_key, time_key columns)."""
+        keys = [self.session_key, self.item_key, self.time_key]
+        missing = [k for k in keys if k not in data.columns]
+        if missing:
+            raise UserError('Training data has no column(s): {}'.format(', '.join(missing)))
+        if len(data) < 2:
+            raise UserError('Training data needs at least two events')
+        self.error_during_train = False
+        self._compiled = {}
+        self._predict_state = None
+        data = data[keys].copy()
+        data[self.item_key] = data[self.item_key].astype(str)
+        itemids = data[self.item_key].unique()
+        self.itemidmap = pd.Series(np.arange(len(itemids), dtype=np.int32), index=itemids, name='ItemIdx')
+        datatools.sort_if_needed(data, [self.session_key, self.time_key], verbose)
+        item_idx = self.itemidmap[data[self.item_key].values].values.astype(np.int32)
+        offsets = datatools.session_offsets(data[self.session_key].values)
+        n_sessions = len(offsets) - 1
+        if n_sessions < 1 or (offsets[1:] - offsets[:-1]).max() < 2:
+            raise UserError('Training data has no session with at least two events')
+        self.weights = self._init_weights()
+        self._shared_weights()
+        support = np.bincount(item_idx, minlength=self.n_items).astype('float32')
+        self.shared_prior = pytensor.shared(support, name='P0')
+        store = SampleStore(support, self.sample_alpha, self.n_sample, sample_store, verbose=verbose) \
+            if self.n_sample else None
+        train = self._build_train(store)
+        if self.time_sort:
+            first_time = data.groupby(self.session_key, sort=True)[self.time_key].min().values
+            base_order = np.argsort(first_time, kind='mergesort')
+        else:
+            base_order = np.arange(n_sessions)
+        shuffle_rng = np.random.RandomState(42)
+        min_valid = 2 if self.n_sample == 0 else 1
+        for epoch in range(self.n_epochs):
+            t0 = time.time()
+            order = shuffle_rng.permutation(n_sessions) if self.train_random_order else base_order
+            H = self._zero_state(min(self.batch_size, n_sessions))
+            costs, lengths = [], []
+            for rec in session_parallel(item_idx, offsets, order, self.batch_size, min_valid):
+                if isinstance(rec, Shrink):
+                    H = [h[rec.keep] for h in H]
+                    continue
+                si = store.next_index() if store is not None else 0
+                out = train(rec.inp, rec.out, rec.last.astype('float32'), si, *H)
+                cost, H = out[0], out[1:]
+                costs.append(cost)
+                lengths.append(len(rec.inp))
+                if np.isnan(cost):
+                    print(str(epoch) + ': NaN error!')
+                    self.error_during_train = True
+                    self._sync_weights()
+                    return self
+            costs, lengths = np.asarray(costs, dtype=np.float64), np.asarray(lengths)
+            avgc = np.sum(costs * lengths) / max(np.sum(lengths), 1)
+            if np.isnan(avgc):
+                print('Epoch {}: NaN error!'.format(epoch))
+                self.error_during_train = True
+                self._sync_weights()
+                return self
+            dt = time.time() - t0
+            if verbose:
+                print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
+                    epoch + 1, avgc, dt, len(costs) / dt, np.sum(lengths) / dt))
+        self._sync_weights()
+        self._compiled = {}
+        return self
+
+    # ----------------------------------------------------------------- evaluation interface
+    def check_trained(self):
+        if self.weights is None:
+            raise UserError('The model has not been trained')
+        if self.error_during_train:
+            raise UserError('The model failed during training (NaN loss) and cannot be used')
+
+    def item_indices(self, item_ids, skip_unknown=False):
+        """Map item ids (any type; compared as strings) to model indices."""
+        ids = pd.Index(np.asarray(item_ids).astype(str))
+        idx = self.itemidmap.reindex(ids).values
+        unknown = np.isnan(idx)
+        if unknown.any() and not skip_unknown:
+            raise UserError('Unknown item id(s): {}'.format(', '.join(ids[unknown][:10])))
+        return idx[~unknown].astype(np.int32)
+
+    def session_ranker(self, batch_size, mode='standard', items=None):
+        """Evaluation stepper used by recsys_core.evaluation (hidden state per slot, zeroed by R)."""
+        self.check_trained()
+        self._ensure_shared()
+        item_idx = np.zeros(0, dtype=np.int32) if items is None else self.item_indices(items)
+        fn = self._function(('rank', mode, items is not None), lambda: self._build_ranker(mode, items is not None))
+        return _Ranker(fn, self._zero_state(batch_size), item_idx)
+
+    def _ensure_shared(self):
+        if not hasattr(self, 'shared') or self.shared is None:
+            self._shared_weights()
+
+    # ----------------------------------------------------------------- prediction
+    def predict_next_batch(self, session_ids, input_item_ids, predict_for_item_ids=None, batch=100):
+        """Scores for the next item of ``batch`` parallel sessions (the original's semantics).
+
+        A slot keeps its hidden state while its session id stays the same between calls and is reset
+        when it changes. Returns a DataFrame: rows are items, columns are the slots.
+        """
+        self.check_trained()
+        self._ensure_shared()
+        session_ids = np.asarray(session_ids)
+        if len(session_ids) != batch or len(input_item_ids) != batch:
+            raise UserError('predict_next_batch needs exactly batch={} session ids and items'.format(batch))
+        st = self._predict_state
+        if st is None or st['batch'] != batch:
+            st = self._predict_state = {'batch': batch, 'H': self._zero_state(batch),
+                                        'session': np.full(batch, None, dtype=object)}
+        changed = np.asarray([a != b for a, b in zip(session_ids, st['session'])], dtype=bool)
+        for h in st['H']:
+            h[changed] = 0
+        st['session'] = session_ids.astype(object).copy()
+        X = self.item_indices(input_item_ids)
+        with_items = predict_for_item_ids is not None
+        items = self.item_indices(predict_for_item_ids) if with_items else np.zeros(0, dtype=np.int32)
+        fn = self._function(('predict', with_items), lambda: self._build_predict(with_items))
+        out = fn(X, items, *st['H'])
+        st['H'] = [np.array(h) for h in out[1:]]
+        index = pd.Index(predict_for_item_ids) if with_items else self.itemidmap.index
+        return pd.DataFrame(data=np.asarray(out[0]).T, index=index)
+
+    def recommend(self, sessions, k=20, exclude_seen=False, skip_unknown=False):
+        """Top-k next items for each session history.
+
+        sessions: one list of item ids (a single session) or a list of such lists. Returns a list of
+        (item_ids, scores) pairs, best first (a single pair for a single session).
+        """
+        self.check_trained()
+        self._ensure_shared()
+        single = len(sessions) == 0 or not isinstance(sessions[0], (list, tuple, np.ndarray))
+        histories = [sessions] if single else sessions
+        idx = [self.item_indices(s, skip_unknown) for s in histories]
+        if any(len(s) == 0 for s in idx):
+            raise UserError('Every session needs at least one known item')
+        k = min(k, self.n_items)
+        fn = self._function(('predict', False), lambda: self._build_predict(False))
+        H = self._zero_state(len(idx))
+        scores = None
+        # Step all sessions together; finished ones keep their last scores and state.
+        final = [None] * len(idx)
+        for t in range(max(len(s) for s in idx)):
+            active = np.array([t < len(s) for s in idx])
+            X = np.array([s[t] if t < len(s) else s[-1] for s in idx], dtype=np.int32)
+            out = fn(X, np.zeros(0, dtype=np.int32), *H)
+            scores = np.asarray(out[0])
+            H = [np.where(active[:, None], np.asarray(hn), h) for hn, h in zip(out[1:], H)]
+            for j in np.flatnonzero(active & np.array([t == len(s) - 1 for s in idx])):
+                final[j] = scores[j].copy()
+        results = []
+        for s, row in zip(idx, final):
+            if exclude_seen:
+                row[s] = -np.inf
+            top = np.argpartition(-row, k - 1)[:k]
+            top = top[np.argsort(-row[top], kind='stable')]
+            results.append((self.itemidmap.index.values[top], row[top]))
+        return results[0] if single else results
+
+    # ----------------------------------------------------------------- model files
+    def get_state(self):
+        return {'params': dict(self.get_params()), 'item_ids': self.itemidmap.index.values,
+                'weights': dict(self.weights), 'error_during_train': self.error_during_train}
+
+    @classmethod
+    def from_state(cls, state):
+        model = cls()
+        for k, v in state['params'].items():
+            setattr(model, k, v)
+        model.itemidmap = pd.Series(np.arange(len(state['item_ids']), dtype=np.int32),
+                                    index=state['item_ids'], name='ItemIdx')
+        model.weights = OrderedDict(state['weights'])
+        model.error_during_train = state['error_during_train']
+        expected = set(model._init_weight_names())
+        if set(model.weights) != expected:
+            raise UserError('model file weights do not match its parameters')
+        return model
+
+    def _init_weight_names(self):
+        names = ['E'] if (not self.constrained_embedding and self.embedding) else []
+        for i in range(len(self.layers)):
+            names += ['Wx{}'.format(i), 'Wh{}'.format(i), 'Wrz{}'.format(i), 'Bh{}'.format(i)]
+        return names + ['Wy', 'By']
+
+    def savemodel(self, path):
+        """Write the model atomically; it loads in a fresh process on any backend."""
+        if self.weights is None:
+            raise UserError('Cannot save a model that has not been trained')
+        save_model(self, path)
+
+    @classmethod
+    def loadmodel(cls, path):
+        return load_model(path, cls)
+
+
+class _Ranker:
+    """Holds the evaluation state of one session-parallel pass."""
+
+    def __init__(self, fn, H, items):
+        self.fn, self.H, self.items = fn, H, items
+
+    def step(self, inp, out, last):
+        res = self.fn(inp, out, last.astype('float32'), self.items, *self.H)
+        self.H = list(res[2:])
+        return res[0], res[1]
+
+    def shrink(self, keep):
+        self.H = [h[keep] for h in self.H]
+
+
+def _dropout(x, p, srng):
+    if p <= 0 or x is None:
+        return x
+    keep = 1.0 - p
+    mask = srng.binomial(1, keep, size=x.shape).astype('float32')
+    return x * mask / np.float32(keep)

@@ -1,0 +1,75 @@
+"""Activation functions named by the original's strings.
+
+'linear', 'relu', 'tanh', 'softmax', 'softmax_logit', 'leaky-X', 'elu-X', 'selu-X-Y'. Parsing is
+separate from building so that a bad string is rejected when the parameter is set, not at fit time.
+"""
+import pytensor.tensor as pt
+
+from gpu_ops import row_max_shift, row_sum
+
+SOFTMAX_FAMILY = ('softmax', 'softmax_logit')
+
+
+def parse_activation(name, allow_softmax=True):
+    """Return (kind, args) for an activation string or raise ValueError."""
+    if not isinstance(name, str):
+        raise ValueError('activation must be a string')
+    simple = ('linear', 'relu', 'tanh') + (SOFTMAX_FAMILY if allow_softmax else ())
+    if name in simple:
+        return name, ()
+    for prefix, nargs in (('leaky-', 1), ('elu-', 1), ('selu-', 2)):
+        if name.startswith(prefix):
+            parts = name[len(prefix):].split('-')
+            if len(parts) != nargs:
+                break
+            try:
+                return prefix[:-1], tuple(float(x) for x in parts)
+            except ValueError:
+                break
+    allowed = ', '.join(simple + ('leaky-X', 'elu-X', 'selu-X-Y'))
+    raise ValueError('unknown activation {!r} (allowed: {})'.format(name, allowed))
+
+
+def check_activation(allow_softmax):
+    """A Param check for activation strings."""
+    def check(value):
+        try:
+            parse_activation(value, allow_softmax)
+        except ValueError as e:
+            return str(e)
+        return None
+    return check
+
+
+def softmax(x):
+    e = pt.exp(x - row_max_shift(x, keepdims=True))
+    return e / row_sum(e, keepdims=True)
+
+
+def softmax_logit(x):
+    """Negative log-softmax (log-sum-exp minus score): the original's 'softmax_logit'."""
+    x = x - row_max_shift(x, keepdims=True)
+    return pt.log(row_sum(pt.exp(x), keepdims=True)) - x
+
+
+def build_activation(name):
+    """Return a function of a symbolic tensor implementing the named activation."""
+    kind, args = parse_activation(name)
+    if kind == 'linear':
+        return lambda x: x
+    if kind == 'relu':
+        return lambda x: pt.maximum(x, 0)
+    if kind == 'tanh':
+        return pt.tanh
+    if kind == 'softmax':
+        return softmax
+    if kind == 'softmax_logit':
+        return softmax_logit
+    if kind == 'leaky':
+        (leak,) = args
+        return lambda x: pt.switch(pt.ge(x, 0), x, leak * x)
+    if kind == 'elu':
+        (alpha,) = args
+        return lambda x: pt.switch(pt.ge(x, 0), x, alpha * (pt.exp(x) - 1))
+    lmbd, alpha = args
+    return lambda x: lmbd * pt.switch(pt.ge(x, 0), x, alpha * (pt.exp(x) - 1))

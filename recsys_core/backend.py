@@ -1,0 +1,72 @@
+"""Device and backend selection, one place for the whole project.
+
+``-d/--device`` in the front ends, or the environment variable ``RECSYS_DEVICE`` (cpu or cuda),
+chooses the device; ``RECSYS_BACKEND`` (c or numba) overrides the compiled backend for the CPU.
+The default CPU backend is chosen by measurement (see benchmarks/RESULTS.md).
+All graphs are float32 (the original's floatX), and every function is compiled through
+:func:`compile_function` so the choice applies everywhere.
+"""
+import os
+import warnings
+
+import pytensor
+from pytensor.compile.mode import Mode, get_mode
+
+import gpu_ops.rows  # noqa: F401  (registers the row-scatter rewrite)
+
+from .errors import UserError
+
+DEVICES = ('cpu', 'cuda')
+BACKENDS = ('c', 'numba')
+DEFAULT_CPU_BACKEND = 'c'
+
+_state = {'device': None, 'backend': None}
+
+
+def configure(device=None, backend=None, verbose=False):
+    """Select the device and backend; returns (device, backend). Safe to call more than once."""
+    device = (device or os.environ.get('RECSYS_DEVICE') or 'cpu').lower()
+    backend = (backend or os.environ.get('RECSYS_BACKEND') or DEFAULT_CPU_BACKEND).lower()
+    if device not in DEVICES:
+        raise UserError('Unknown device {!r}; use one of: {}'.format(device, ', '.join(DEVICES)))
+    if backend not in BACKENDS:
+        raise UserError('Unknown backend {!r}; use one of: {}'.format(backend, ', '.join(BACKENDS)))
+    if device == 'cuda':
+        raise UserError('Device cuda is not available in this version: GPU support (CUDA graphs and pycuda '
+                        'kernels) is not implemented yet; use -d cpu')
+    pytensor.config.floatX = 'float32'
+    # Vectorised exp/sigmoid in the generated C code need these flags (measured 7x on exp);
+    # NaN detection happens on the returned loss in Python, so finite-math assumptions are safe here.
+    pytensor.config.gcc__cxxflags = '-O3 -ffast-math'
+    # PyTensor warns at every import when it finds no BLAS to link its C code against; the C backend
+    # then calls numpy's BLAS for matrix products, which is what we measured and chose.
+    warnings.filterwarnings('ignore', message='.*BLAS.*')
+    _state.update(device=device, backend=backend)
+    if verbose:
+        print('Using device: {} (backend: {})'.format(device, backend))
+    return device, backend
+
+
+def current():
+    if _state['device'] is None:
+        configure()
+    return _state['device'], _state['backend']
+
+
+def compile_function(inputs, outputs, updates=None, **kwargs):
+    """pytensor.function with the selected backend's mode."""
+    return pytensor.function(inputs, outputs, updates=updates, mode=compile_mode(),
+                             on_unused_input='ignore', **kwargs)
+
+
+def compile_mode():
+    """The PyTensor mode of the selected backend.
+
+    For the C backend, PyTensor's recognition of softmax patterns is excluded: it replaces our
+    exp/sum compositions by a Softmax op that the C backend runs in Python (measured 4x slower).
+    gpu_ops' row scatter replaces the matrix row increments PyTensor runs in Python.
+    """
+    _, backend = current()
+    if backend == 'numba':
+        return get_mode('NUMBA')
+    return Mode(linker='cvm', optimizer='fast_run').excluding('symbolic_op_recognition').including('row_scatter')

@@ -1,0 +1,88 @@
+"""Reading session data (TSV with a header, or a pickled DataFrame) and session offsets."""
+import os
+import time
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+
+def load_events(path, session_key='SessionId', item_key='ItemId', time_key='Time', verbose=True):
+    """Load a session event file; item ids are kept as strings, as the original does.
+
+    Raises UserError for a missing file, a missing column, an unreadable file or an empty file.
+    """
+    if not os.path.isfile(path):
+        raise UserError('Data file not found: {}'.format(path))
+    keys = [session_key, item_key, time_key]
+    if path.endswith('.pickle') or path.endswith('.pkl'):
+        if verbose:
+            print('Loading data from pickle file: {}'.format(path))
+        try:
+            data = pd.read_pickle(path)
+        except Exception as e:
+            raise UserError('Could not read pickled DataFrame {}: {}'.format(path, e)) from None
+        if not isinstance(data, pd.DataFrame):
+            raise UserError('{} does not contain a pandas DataFrame'.format(path))
+        _check_columns(data.columns, keys, path)
+        data = data[keys].copy()
+        data[item_key] = data[item_key].astype(str)
+    else:
+        with open(path, 'rt', errors='replace') as f:
+            header = f.readline().rstrip('\r\n').split('\t')
+        _check_columns(header, keys, path)
+        if verbose:
+            print('Loading data from TAB separated file: {}'.format(path))
+        try:
+            data = pd.read_csv(path, sep='\t', usecols=keys, dtype={item_key: str})
+        except Exception as e:
+            raise UserError('Could not parse {} as a TAB separated file: {}'.format(path, e)) from None
+    if len(data) == 0:
+        raise UserError('Data file {} contains no events'.format(path))
+    if data[keys].isna().any().any():
+        col = [k for k in keys if data[k].isna().any()][0]
+        raise UserError('Column "{}" of {} has missing values'.format(col, path))
+    if not pd.api.types.is_numeric_dtype(data[time_key]):
+        raise UserError('Column "{}" of {} must be numeric (timestamps)'.format(time_key, path))
+    return data
+
+
+def _check_columns(columns, keys, path):
+    names = ('session IDs', 'item IDs', 'time')
+    for key, what in zip(keys, names):
+        if key not in columns:
+            raise UserError('The column specified for {} "{}" is not in the data file ({}); columns found: {}. '
+                            'Set it with -sk/-ik/-tk.'.format(what, key, path, ', '.join(map(str, columns))))
+
+
+def sort_if_needed(data, columns, verbose=True):
+    """Sort ``data`` in place by ``columns`` unless it already is (the original's message either way)."""
+    values = [data[c].values for c in columns]
+    ordered = np.ones(len(data) - 1, dtype=bool) if len(data) > 1 else np.ones(0, dtype=bool)
+    tie = np.ones_like(ordered)
+    for v in values:
+        ordered &= ~tie | (v[1:] >= v[:-1])
+        tie &= v[1:] == v[:-1]
+    if ordered.all():
+        if verbose:
+            print('The dataframe is already sorted by {}'.format(', '.join(columns)))
+        return data
+    if verbose:
+        print('The dataframe is not sorted by {}, sorting now'.format(', '.join(columns)))
+    t0 = time.time()
+    data.sort_values(columns, inplace=True, kind='mergesort')
+    data.reset_index(drop=True, inplace=True)
+    if verbose:
+        print('Data is sorted in {:.2f}'.format(time.time() - t0))
+    return data
+
+
+def session_offsets(sessions):
+    """Start offsets of each session in a session-sorted column, plus the total length at the end."""
+    sessions = np.asarray(sessions)
+    if len(sessions) == 0:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.flatnonzero(sessions[1:] != sessions[:-1]) + 1
+    return np.concatenate([[0], starts, [len(sessions)]]).astype(np.int64)
+

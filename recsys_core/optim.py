@@ -1,0 +1,126 @@
+"""Symbolic parameter updates with row-sparse updates for item-indexed weights.
+
+Dense weights get the adaptive scaling over the whole matrix; item-indexed weights (embeddings,
+output rows) are updated only at the rows a step touched, with per-row optimizer state, as in the
+original GRU4Rec. Gradients of repeated rows are summed before the adaptive scaling (the official
+PyTorch port does the same; the Theano original scaled each occurrence separately), so the update
+equals the dense update restricted to the touched rows.
+
+Supported: adapt None (plain SGD), 'adagrad', 'rmsprop', 'adam', 'adadelta'; momentum; L2 (lmbd);
+global-norm gradient clipping (grad_cap).
+"""
+from collections import OrderedDict
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+EPSILON = 1e-6
+ADAPTS = (None, 'adagrad', 'rmsprop', 'adam', 'adadelta')
+N_ADAPT_PARAMS = {None: 0, 'adagrad': 0, 'rmsprop': 1, 'adam': 2, 'adadelta': 1}
+
+
+class SparseParam:
+    """An item-indexed weight: the full shared matrix, the unique rows used, and those rows gathered."""
+
+    def __init__(self, full, rows, gathered):
+        self.full, self.rows, self.gathered = full, rows, gathered
+
+
+def _zeros_like_shared(param, shape=None, name=''):
+    value = param.get_value(borrow=True)
+    shape = value.shape if shape is None else shape
+    return pytensor.shared(np.zeros(shape, dtype=value.dtype), name='{}_{}'.format(param.name, name))
+
+
+class Optimizer:
+    """Builds the update dictionary for one training function."""
+
+    def __init__(self, learning_rate, adapt='adagrad', adapt_params=(), momentum=0.0, lmbd=0.0, grad_cap=0.0):
+        if adapt not in ADAPTS:
+            raise ValueError('unknown adapt {!r}'.format(adapt))
+        if len(adapt_params) < N_ADAPT_PARAMS[adapt]:
+            raise ValueError('adapt={} needs {} adapt_params'.format(adapt, N_ADAPT_PARAMS[adapt]))
+        if adapt == 'adadelta' and learning_rate != 1.0:
+            print('Warn: learning_rate is not 1.0 while using adadelta. Setting learning_rate to 1.0')
+            learning_rate = 1.0
+        self.lr, self.adapt, self.adapt_params = learning_rate, adapt, list(adapt_params)
+        self.momentum, self.lmbd, self.grad_cap = momentum, lmbd, grad_cap
+        self.state = []  # every shared optimizer-state variable, so callers can reset or save them
+
+    def _state(self, param, shape=None, name=''):
+        var = _zeros_like_shared(param, shape, name)
+        self.state.append(var)
+        return var
+
+    def updates(self, cost, dense, sparse):
+        """Return an OrderedDict of updates for dense shared params and :class:`SparseParam` s."""
+        grads = pytensor.grad(cost, list(dense) + [s.gathered for s in sparse])
+        if self.grad_cap > 0:
+            norm = pt.sqrt(sum(pt.sum(g ** 2) for g in grads))
+            scale = pt.switch(pt.ge(norm, self.grad_cap), self.grad_cap / norm, 1.0)
+            grads = [pt.cast(g * scale, g.dtype) for g in grads]
+        updates = OrderedDict()
+        for p, g in zip(dense, grads[:len(dense)]):
+            g = self._scale(p, g, updates, rows=None)
+            self._apply(p, p, g, updates, rows=None)
+        for s, g in zip(sparse, grads[len(dense):]):
+            g = self._scale(s.full, g, updates, rows=s.rows)
+            self._apply(s.full, s.gathered, g, updates, rows=s.rows)
+        return updates
+
+    def _write(self, var, new, rows, updates):
+        updates[var] = new if rows is None else pt.set_subtensor(var[rows], new)
+
+    def _read(self, var, rows):
+        return var if rows is None else var[rows]
+
+    def _scale(self, p, g, updates, rows):
+        """Adaptive gradient scaling; optimizer state is per element, read/written at ``rows``."""
+        if self.adapt is None:
+            return g
+        if self.adapt == 'adagrad':
+            acc = self._state(p, name='acc')
+            acc_new = self._read(acc, rows) + g ** 2
+            self._write(acc, acc_new, rows, updates)
+            return g / pt.sqrt(acc_new + EPSILON)
+        if self.adapt == 'rmsprop':
+            rho = self.adapt_params[0]
+            acc = self._state(p, name='acc')
+            acc_new = rho * self._read(acc, rows) + (1.0 - rho) * g ** 2
+            self._write(acc, acc_new, rows, updates)
+            return g / pt.sqrt(acc_new + EPSILON)
+        if self.adapt == 'adam':
+            b1, b2 = self.adapt_params[:2]
+            m, v = self._state(p, name='m'), self._state(p, name='v')
+            shape = (p.get_value(borrow=True).shape[0],) if rows is not None else ()
+            t = self._state(p, shape=shape, name='t')
+            m_new = b1 * self._read(m, rows) + (1.0 - b1) * g
+            v_new = b2 * self._read(v, rows) + (1.0 - b2) * g ** 2
+            t_new = self._read(t, rows) + 1.0
+            self._write(m, m_new, rows, updates)
+            self._write(v, v_new, rows, updates)
+            self._write(t, t_new, rows, updates)
+            if rows is not None:
+                t_new = t_new.dimshuffle(0, *(['x'] * (g.ndim - 1)))
+            return (m_new / (1.0 - b1 ** t_new)) / (pt.sqrt(v_new / (1.0 - b2 ** t_new)) + EPSILON)
+        rho = self.adapt_params[0]  # adadelta
+        acc, upd = self._state(p, name='acc'), self._state(p, name='upd')
+        acc_new = rho * self._read(acc, rows) + (1.0 - rho) * g ** 2
+        scaling = (self._read(upd, rows) + EPSILON) / (acc_new + EPSILON)
+        self._write(acc, acc_new, rows, updates)
+        self._write(upd, rho * self._read(upd, rows) + (1.0 - rho) * scaling * g ** 2, rows, updates)
+        return g * pt.sqrt(scaling)
+
+    def _apply(self, full, current, g, updates, rows):
+        """p <- p - lr * (g + lmbd * p), through a velocity when momentum > 0."""
+        delta = self.lr * (g + self.lmbd * current) if self.lmbd > 0 else self.lr * g
+        if self.momentum > 0:
+            vel = self._state(full, name='vel')
+            vel_new = self.momentum * self._read(vel, rows) - delta
+            self._write(vel, vel_new, rows, updates)
+            step = vel_new
+        else:
+            step = -delta
+        step = pt.cast(step, full.dtype)
+        updates[full] = full + step if rows is None else pt.inc_subtensor(full[rows], step)
