@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytensor
 import pytensor.tensor as pt
-from pytensor.tensor.random.utils import RandomStream
 
 import gpu_ops
 from recsys_core import data as datatools
@@ -28,6 +27,7 @@ from recsys_core.errors import UserError
 from recsys_core.optim import ADAPTS, N_ADAPT_PARAMS, Optimizer, SparseParam
 from recsys_core.params import Param, ParamSet, format_set_line
 from recsys_core.persistence import load_model, save_model
+from recsys_core.randomness import RandomSource, dropout
 from recsys_core.sampling import SampleStore
 
 from .losses import LOSS_FUNCTIONS, LOSSES
@@ -210,7 +210,7 @@ class GRU4Rec(ParamSet):
             cand = act(pt.dot(H[i] * rz[:, :h], S['Wh{}'.format(i)]) + vec[:, :h])
             z = rz[:, h:]
             y = (1.0 - z) * H[i] + z * cand
-            y = _dropout(y, drop_hidden, srng)
+            y = dropout(y, drop_hidden, srng)
             H_new.append(y if R is None else y * (1.0 - R[:, None]))
         return y, H_new
 
@@ -220,7 +220,7 @@ class GRU4Rec(ParamSet):
     def _build_train(self, store):
         """Compile the training step: (X, Y, R, sample batch index, *H) -> (cost, *H_new)."""
         S = self.shared
-        srng = RandomStream(42)
+        srng = RandomSource(42)
         X, Y = pt.ivector('X'), pt.ivector('Y')
         R = pt.vector('R', dtype='float32')
         si = pt.lscalar('si')
@@ -235,14 +235,14 @@ class GRU4Rec(ParamSet):
             gathered = S['Wy'][rows]
             sparse.append(SparseParam(S['Wy'], rows, gathered))
             both = gathered[inv]
-            x, Sy = _dropout(both[:M], self.dropout_p_embed, srng), both[M:]
+            x, Sy = dropout(both[:M], self.dropout_p_embed, srng), both[M:]
         else:
             rows_x, inv_x = pt.unique(X, return_inverse=True)
             table = S['E'] if mode == 'embedding' else S['Wx0']
             gathered_x = table[rows_x]
             sparse.append(SparseParam(table, rows_x, gathered_x))
             if mode == 'embedding':
-                x = _dropout(gathered_x[inv_x], self.dropout_p_embed, srng)
+                x = dropout(gathered_x[inv_x], self.dropout_p_embed, srng)
             else:
                 x, first_rows = None, gathered_x[inv_x]
             rows_y, inv_y = pt.unique(Yall, return_inverse=True)
@@ -265,6 +265,7 @@ class GRU4Rec(ParamSet):
         dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]
         opt = Optimizer(self.learning_rate, self.adapt, self.adapt_params, self.momentum, self.lmbd, self.grad_cap)
         updates = opt.updates(cost, dense, sparse)
+        updates.update(srng.updates())
         return compile_function([X, Y, R, si] + H, [cost] + H_new, updates=updates)
 
     def _scores(self, h, item_rows=None):
@@ -301,12 +302,13 @@ class GRU4Rec(ParamSet):
         else:
             yhat = self._scores(h)
             target, others = yhat[pt.arange(X.shape[0]), Y], yhat
+        noise_source = RandomSource(42)
         if mode == 'tiebreaking':
-            noise = RandomStream(42).uniform(size=others.shape, dtype='float32') * 1e-10
+            noise = noise_source.uniform(others.shape) * 1e-10
             others = others + noise
             target = target + (noise[pt.arange(X.shape[0]), Y] if not with_items else 0.0)
         greater, equal = gpu_ops.rank_counts(others, target)
-        return compile_function([X, Y, R, items] + H, [greater, equal] + H_new)
+        return compile_function([X, Y, R, items] + H, [greater, equal] + H_new, updates=noise_source.updates())
 
     def _build_predict(self, with_items):
         """Compile a prediction step: (X, [items], *H) -> (scores, *H_new)."""
@@ -538,10 +540,3 @@ class _Ranker:
     def shrink(self, keep):
         self.H = [h[keep] for h in self.H]
 
-
-def _dropout(x, p, srng):
-    if p <= 0 or x is None:
-        return x
-    keep = 1.0 - p
-    mask = srng.binomial(1, keep, size=x.shape).astype('float32')
-    return x * mask / np.float32(keep)

@@ -7,11 +7,11 @@ then :func:`gpu_ops.searchsorted` into the cumulative distribution) so it runs w
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.tensor.random.utils import RandomStream
 
 import gpu_ops
 
 from .backend import compile_function, current
+from .randomness import RandomSource
 
 
 def cumulative_distribution(support, alpha):
@@ -38,10 +38,10 @@ class SampleStore:
         floatx = pytensor.config.floatX
         self.cdf = pytensor.shared(cumulative_distribution(support, alpha).astype(floatx), name='sample_cdf')
         self.store = pytensor.shared(np.zeros((self.length, n_sample), dtype='int64'), name='sample_store')
-        srng = RandomStream(seed)
-        u = srng.uniform(0.0, 1.0, size=(self.length * n_sample,), dtype=floatx)
+        source = RandomSource(seed)
+        u = source.uniform((self.length * n_sample,), dtype=floatx)
         fresh = gpu_ops.searchsorted(self.cdf, u).reshape((self.length, n_sample))
-        self._generate = compile_function([], [], updates=[(self.store, fresh)])
+        self._generate = compile_function([], [], updates=[(self.store, fresh)] + source.updates())
         self.pointer = self.length  # forces generation before the first use
 
     def batch(self, index):

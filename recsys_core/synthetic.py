@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 
-def generate_sessions(n_items=2000, n_sessions=20000, seed=0, mean_length=5.0, p_follow=0.75, n_successors=4,
+def generate_sessions(n_items=2000, n_sessions=20000, seed=0, mean_length=5.0, p_follow=0.6, n_successors=8,
                       zipf=1.1):
     """Return a DataFrame of events (SessionId, ItemId, Time) sorted by session and time."""
     rng = np.random.RandomState(seed)
@@ -27,7 +27,7 @@ def generate_sessions(n_items=2000, n_sessions=20000, seed=0, mean_length=5.0, p
     popularity = popularity[rng.permutation(n_items)]
     cdf = np.cumsum(popularity) / popularity.sum()
     successors = np.searchsorted(cdf, rng.rand(n_items, n_successors))
-    succ_weights = np.cumsum(rng.dirichlet(np.ones(n_successors) * 0.5, size=n_items), axis=1)
+    succ_weights = np.cumsum(rng.dirichlet(np.ones(n_successors), size=n_items), axis=1)
     lengths = np.minimum(2 + rng.geometric(1.0 / max(mean_length - 1.0, 1.0), size=n_sessions) - 1, 50)
     total = lengths.sum()
     items = np.empty(total, dtype=np.int64)

@@ -1,0 +1,94 @@
+"""Train or load a model and measure recall and MRR on test sets: the original GRU4Rec run.py.
+
+Same flags and output lines as github hidasib/GRU4Rec's run.py, plus -d/--device. -g names the
+model package (gru4rec by default); any package exposing MODEL_CLASS works.
+"""
+import argparse
+import os
+import time
+
+from recsys_core import backend
+from recsys_core.cli import model_class, run_main
+from recsys_core.errors import UserError
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description='Train or load a GRU4Rec model & measure recall and MRR on the specified test set(s).')
+    p.add_argument('path', metavar='PATH', type=str, help='Path to the training data (TAB separated file (.tsv or .txt) or pickled pandas.DataFrame object (.pickle)) (if the --load_model parameter is NOT provided) or to the serialized model (if the --load_model parameter is provided).')
+    p.add_argument('-ps', '--parameter_string', metavar='PARAM_STRING', type=str, help='Training parameters as a single string: `param_name1=param_value1,param_name2=param_value2...`, e.g. `loss=bpr-max,layers=100,constrained_embedding=True`. Booleans are True or False; lists use / as the separator (e.g. layers=200/200). Exactly one of -ps, -pf and -l must be given.')
+    p.add_argument('-pf', '--parameter_file', metavar='PARAM_PATH', type=str, help='Training parameters from a Python file defining an OrderedDict named `gru4rec_params` (see paramfiles/). Exactly one of -ps, -pf and -l must be given.')
+    p.add_argument('-l', '--load_model', action='store_true', help='Load a trained model from PATH instead of training one. Exactly one of -ps, -pf and -l must be given.')
+    p.add_argument('-s', '--save_model', metavar='MODEL_PATH', type=str, help='Save the trained model to MODEL_PATH (written atomically). (Default: don\'t save model)')
+    p.add_argument('-t', '--test', metavar='TEST_PATH', type=str, nargs='+', help='Path(s) to test data set(s); several can be given. (Default: don\'t evaluate the model)')
+    p.add_argument('-m', '--measure', metavar='AT', type=int, nargs='+', default=[20], help='Measure recall & MRR at these recommendation list length(s). (Default: 20)')
+    p.add_argument('-e', '--eval_type', metavar='EVAL_TYPE', choices=['standard', 'conservative', 'median', 'tiebreaking'], default='standard', help='How to rank items with the same score as the target: standard, conservative, median or tiebreaking. (Default: standard)')
+    p.add_argument('-ss', '--sample_store_size', metavar='SS', type=int, default=10000000, help='Size of the negative sample buffer (number of item ids). (Default: 10000000)')
+    p.add_argument('--sample_store_on_cpu', action='store_true', help='Keep the sample store in host memory (the only option on the CPU; matters for -d cuda).')
+    p.add_argument('-g', '--gru4rec_model', metavar='GRFILE', type=str, default='gru4rec', help='Model package to use (any package exposing MODEL_CLASS). (Default: gru4rec)')
+    p.add_argument('-d', '--device', metavar='D', type=str, default=None, help='Device: cpu or cuda (Default: $RECSYS_DEVICE or cpu)')
+    p.add_argument('-ik', '--item_key', metavar='IK', type=str, default='ItemId', help='Column name of the item IDs (default: ItemId).')
+    p.add_argument('-sk', '--session_key', metavar='SK', type=str, default='SessionId', help='Column name of the session IDs (default: SessionId).')
+    p.add_argument('-tk', '--time_key', metavar='TK', type=str, default='Time', help='Column name of the timestamps (default: Time).')
+    p.add_argument('-pm', '--primary_metric', metavar='METRIC', choices=['recall', 'mrr'], default='recall', help='Primary metric, recall or mrr (e.g. for paropt). (Default: recall)')
+    p.add_argument('-lpm', '--log_primary_metric', action='store_true', help='Print the primary metric at the first cut-off as `PRIMARY METRIC: value` after each evaluation.')
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if (args.parameter_string is not None) + (args.parameter_file is not None) + args.load_model != 1:
+        raise UserError('Exactly one of the following parameters must be provided: --parameter_string, --parameter_file, --load_model')
+    if min(args.measure) < 1:
+        raise UserError('-m/--measure values must be positive integers')
+    backend.configure(args.device, verbose=True)
+    from recsys_core.data import load_events
+    from recsys_core.evaluation import evaluate_sessions
+    from recsys_core.params import load_param_file, parse_param_string
+    from recsys_core.persistence import load_model
+    keys = dict(session_key=args.session_key, item_key=args.item_key, time_key=args.time_key)
+    if args.load_model:
+        print('Loading trained model from file: {}'.format(args.path))
+        model = load_model(args.path)
+    else:
+        cls = model_class(args.gru4rec_model)
+        if args.parameter_file:
+            params = load_param_file(args.parameter_file)
+            print('Loaded parameters from file: {}'.format(os.path.abspath(args.parameter_file)))
+        else:
+            params = parse_param_string(args.parameter_string)
+        print('Creating {} model'.format(cls.__name__))
+        model = cls()
+        model.set_params(**params)
+        model.set_params(verbose=False, **{k: v for k, v in keys.items() if k not in params})
+        print('Loading training data...')
+        data = load_events(args.path, args.session_key, args.item_key, args.time_key)
+        data = data.rename(columns={args.session_key: model.session_key, args.item_key: model.item_key,
+                                    args.time_key: model.time_key})
+        if args.sample_store_on_cpu:
+            print('WARNING! The sample store is set to be on the CPU. This will make training significantly slower on the GPU.')
+        print('Started training')
+        t0 = time.time()
+        model.fit(data, sample_store=args.sample_store_size, store_type='cpu' if args.sample_store_on_cpu else 'gpu')
+        print('Total training time: {:.2f}s'.format(time.time() - t0))
+        if args.save_model is not None:
+            print('Saving trained model to: {}'.format(args.save_model))
+            model.savemodel(args.save_model)
+    if args.test:
+        model.check_trained()
+        pm_index = 0 if args.primary_metric == 'recall' else 1
+        for test_file in args.test:
+            print('Loading test data...')
+            test_data = load_events(test_file, args.session_key, args.item_key, args.time_key)
+            print('Starting evaluation (cut-off={}, using {} mode for tiebreaking)'.format(args.measure, args.eval_type))
+            t0 = time.time()
+            res = evaluate_sessions(model, test_data, batch_size=512, cut_off=args.measure, mode=args.eval_type, **keys)
+            print('Evaluation took {:.2f}s'.format(time.time() - t0))
+            for i, c in enumerate(args.measure):
+                print('Recall@{}: {:.6f} MRR@{}: {:.6f}'.format(c, res[0][i], c, res[1][i]))
+            if args.log_primary_metric:
+                print('PRIMARY METRIC: {}'.format(res[pm_index][0]))
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)
