@@ -1,0 +1,149 @@
+"""Each custom Op against its reference composition on random inputs, gradients included."""
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import gpu_ops
+from gpu_ops.ranking import ranks_from_counts
+from gpu_ops.rows import RowScatter
+from recsys_core.backend import compile_mode
+
+
+def both(build, *inputs):
+    """Compile ``build`` with custom ops on and off; return the two output lists."""
+    outs = []
+    for enabled in (True, False):
+        gpu_ops.set_custom_ops(enabled)
+        try:
+            outs.append(pytensor.function(inputs, build(*inputs), mode=compile_mode()))
+        finally:
+            gpu_ops.set_custom_ops(True)
+    return outs
+
+
+@pytest.mark.parametrize('rows,cols', [(5, 5), (7, 40), (1, 3)])
+def test_positive_diag_matches_reference_with_gradient(rows, cols):
+    x = pt.matrix('x', dtype='float32')
+    w = pt.vector('w', dtype='float32')
+
+    def build(x, w):
+        d = gpu_ops.positive_diag(x)
+        return [d, pytensor.grad(pt.sum(d * w), x)]
+    custom, ref = both(build, x, w)
+    rng = np.random.RandomState(0)
+    a = rng.randn(rows, cols).astype('float32')
+    wv = rng.randn(rows).astype('float32')
+    for c, r in zip(custom(a, wv), ref(a, wv)):
+        np.testing.assert_allclose(c, r, rtol=1e-6)
+    np.testing.assert_allclose(custom(a, wv)[0], a[np.arange(rows), np.arange(rows)])
+
+
+def test_searchsorted_matches_numpy_and_reference():
+    cdf = pt.vector('cdf', dtype='float32')
+    u = pt.vector('u', dtype='float32')
+    custom, ref = both(lambda c, v: [gpu_ops.searchsorted(c, v)], cdf, u)
+    rng = np.random.RandomState(1)
+    w = rng.rand(1000) ** 3
+    c = (np.cumsum(w) / w.sum()).astype('float32')
+    c[-1] = 1
+    v = rng.rand(20000).astype('float32')
+    got = custom(c, v)[0]
+    np.testing.assert_array_equal(got, ref(c, v)[0])
+    np.testing.assert_array_equal(got, np.searchsorted(c, v))
+    assert got.dtype == np.int64 and got.min() >= 0 and got.max() <= 999
+
+
+def test_sampling_follows_popularity_power():
+    """Frequencies of store samples follow support**alpha (chi-square-like bound)."""
+    from recsys_core.sampling import SampleStore
+    support = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype='float32')
+    store = SampleStore(support, 0.5, 1000, 200000, seed=3, verbose=False)
+    store.next_index()
+    samples = store.store.get_value().ravel()
+    freq = np.bincount(samples, minlength=8) / len(samples)
+    expected = support ** 0.5 / (support ** 0.5).sum()
+    np.testing.assert_allclose(freq, expected, atol=0.005)
+
+
+@pytest.mark.parametrize('mode', ['standard', 'conservative', 'median'])
+def test_rank_counts_match_reference_and_full_sort(mode):
+    s = pt.matrix('s', dtype='float32')
+    t = pt.vector('t', dtype='float32')
+    custom, ref = both(lambda a, b: list(gpu_ops.rank_counts(a, b)), s, t)
+    rng = np.random.RandomState(2)
+    scores = rng.randint(0, 20, size=(50, 300)).astype('float32')  # many ties on purpose
+    target_col = rng.randint(0, 300, size=50)
+    target = scores[np.arange(50), target_col]
+    g, e = custom(scores, target)
+    gr, er = ref(scores, target)
+    np.testing.assert_array_equal(g, gr)
+    np.testing.assert_array_equal(e, er)
+    ranks = ranks_from_counts(g.astype(float), e.astype(float), mode)
+    for i in range(50):  # against an explicit sort-based definition
+        order = np.argsort(-scores[i], kind='stable')
+        better = (scores[i] > target[i]).sum()
+        ties = (scores[i] == target[i]).sum()
+        expected = {'standard': better + 1, 'conservative': better + ties, 'median': better + 0.5 * (ties - 1) + 1}[mode]
+        assert ranks[i] == expected
+        if ties == 1:
+            assert ranks[i] == np.flatnonzero(order == target_col[i])[0] + 1
+
+
+def test_row_reductions_match_reference_with_gradient():
+    x = pt.matrix('x', dtype='float32')
+
+    def build(x):
+        sm = gpu_ops.row_sum(pt.exp(x - gpu_ops.row_max_shift(x, keepdims=True)), keepdims=True)
+        soft = pt.exp(x - gpu_ops.row_max_shift(x, keepdims=True)) / sm
+        loss = pt.sum(-pt.log(soft[:, 0]))
+        return [soft, pytensor.grad(loss, x)]
+    custom, ref = both(build, x)
+    a = np.random.RandomState(4).randn(16, 33).astype('float32') * 5
+    for c, r in zip(custom(a), ref(a)):
+        np.testing.assert_allclose(c, r, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('set_mode', [False, True])
+def test_row_scatter_matches_numpy_including_duplicates(set_mode):
+    x = pt.matrix('x', dtype='float32')
+    y = pt.matrix('y', dtype='float32')
+    idx = pt.ivector('idx')
+    out = RowScatter(set_mode, False)(x, y, idx)
+    f = pytensor.function([x, y, idx], out, mode=compile_mode())
+    rng = np.random.RandomState(5)
+    a = rng.randn(10, 4).astype('float32')
+    b = rng.randn(6, 4).astype('float32')
+    ind = np.array([1, 3, 1, 9, 0, 3] if not set_mode else [1, 3, 2, 9, 0, 5], dtype='int32')
+    expected = a.copy()
+    if set_mode:
+        expected[ind] = b
+    else:
+        np.add.at(expected, ind, b)
+    np.testing.assert_allclose(f(a, b, ind), expected, rtol=1e-6)
+    with pytest.raises(IndexError):
+        f(a, b, np.array([0, 1, 2, 3, 4, 10], dtype='int32'))
+
+
+def test_row_scatter_rewrite_replaces_python_row_increments():
+    """The project's C mode puts RowScatter where PyTensor would run numpy add.at."""
+    w = pytensor.shared(np.zeros((8, 3), dtype='float32'))
+    idx = pt.ivector('idx')
+    g = pt.matrix('g', dtype='float32')
+    f = pytensor.function([idx, g], [], updates=[(w, pt.inc_subtensor(w[idx], g))], mode=compile_mode())
+    assert any(isinstance(n.op, RowScatter) for n in f.maker.fgraph.apply_nodes)
+    f(np.array([1, 1, 7], dtype='int32'), np.ones((3, 3), dtype='float32'))
+    np.testing.assert_allclose(w.get_value()[[1, 7, 0]], [[2, 2, 2], [1, 1, 1], [0, 0, 0]])
+
+
+def test_switch_selects_reference_compositions():
+    x = pt.matrix('x', dtype='float32')
+    gpu_ops.set_custom_ops(False)
+    try:
+        d = gpu_ops.positive_diag(x)
+        g, _ = gpu_ops.rank_counts(x, d)
+    finally:
+        gpu_ops.set_custom_ops(True)
+    assert not isinstance(d.owner.op, gpu_ops.diag.PositiveDiag)
+    assert not isinstance(g.owner.op, gpu_ops.ranking.RankCounts)
+    assert isinstance(gpu_ops.positive_diag(x).owner.op, gpu_ops.diag.PositiveDiag)

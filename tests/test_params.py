@@ -1,0 +1,80 @@
+import pytest
+
+from gru4rec import GRU4Rec
+from recsys_core.errors import UserError
+from recsys_core.params import load_param_file, parse_param_string
+
+
+def test_set_params_echo_matches_original_format(capsys):
+    m = GRU4Rec()
+    m.set_params(**parse_param_string('layers=224,batch_size=80,loss=bpr-max,constrained_embedding=True,final_act=elu-0.5'))
+    out = capsys.readouterr().out.splitlines()
+    # the README example's alignment: names padded to the longest name + 3, values to the longest given value + 3
+    assert out[0] == "SET   layers                  TO   [224]     (type: <class 'list'>)"
+    assert out[1] == "SET   batch_size              TO   80        (type: <class 'int'>)"
+    assert out[3] == "SET   constrained_embedding   TO   True      (type: <class 'bool'>)"
+    assert m.layers == [224] and m.batch_size == 80 and m.constrained_embedding is True
+
+
+def test_casting_rules():
+    m = GRU4Rec()
+    m.set_params(verbose=False, layers='100/50', adapt_params='0.9/0.999', adapt='adam', time_sort='0',
+                 learning_rate='0.05', n_sample=128, momentum=0)
+    assert m.layers == [100, 50] and m.adapt_params == [0.9, 0.999] and m.time_sort is False
+    assert isinstance(m.learning_rate, float) and isinstance(m.momentum, float)
+    m.set_params(verbose=False, layers=64)  # paropt passes ints for list parameters
+    assert m.layers == [64]
+    m.set_params(verbose=False, adapt='None')
+    assert m.adapt is None
+
+
+def test_embedding_layersize_is_resolved_and_echoed(capsys):
+    m = GRU4Rec()
+    m.set_params(layers='96', embedding='layersize')
+    assert m.embedding == 96
+    assert capsys.readouterr().out.splitlines()[-1].startswith('SET   embedding')
+
+
+@pytest.mark.parametrize('params,fragment', [
+    ({'no_such_param': '1'}, 'Unknown parameter'),
+    ({'loss': 'hinge'}, 'loss'),
+    ({'final_act': 'elu-x'}, 'final_act'),
+    ({'hidden_act': 'softmax'}, 'hidden_act'),
+    ({'batch_size': '0'}, 'batch_size'),
+    ({'batch_size': 'many'}, 'batch_size'),
+    ({'dropout_p_hidden': '1.5'}, 'dropout_p_hidden'),
+    ({'constrained_embedding': 'yes'}, 'constrained_embedding'),
+    ({'layers': '0'}, 'layers'),
+    ({'embedding': '-3'}, 'embedding'),
+    ({'adapt': 'adam'}, 'adapt_params'),
+    ({'loss': 'xe_logit'}, 'softmax_logit'),
+])
+def test_bad_parameters_give_clear_errors(params, fragment):
+    m = GRU4Rec()
+    before = m.get_params()
+    with pytest.raises(UserError, match=fragment):
+        m.set_params(verbose=False, **params)
+    assert m.get_params() == before  # nothing half-set
+
+
+@pytest.mark.parametrize('text', ['', 'layers', 'layers=1=2', '=3', 'a=1,,b=2'])
+def test_malformed_param_strings(text):
+    with pytest.raises(UserError):
+        parse_param_string(text)
+
+
+def test_param_files_of_the_original_format_load(root, tmp_path):
+    params = load_param_file(root + '/paramfiles/retailrocket_bprmax_shared_best.py')
+    m = GRU4Rec()
+    m.set_params(verbose=False, **params)
+    assert m.layers == [224] and m.final_act == 'elu-0.5' and m.bpreg == 1.95
+    bad = tmp_path / 'bad.py'
+    bad.write_text('gru4rec_params = [1, 2\n')
+    with pytest.raises(UserError, match='Could not read parameter file'):
+        load_param_file(str(bad))
+    other = tmp_path / 'other.py'
+    other.write_text('params = {}\n')
+    with pytest.raises(UserError, match='gru4rec_params'):
+        load_param_file(str(other))
+    with pytest.raises(UserError, match='not found'):
+        load_param_file(str(tmp_path / 'missing.py'))
