@@ -1,0 +1,122 @@
+"""run.py and recommend.py end to end: the original's output lines, and one clear error for bad input."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+PARAMS = 'loss=bpr-max,final_act=elu-0.5,constrained_embedding=True,layers=32,batch_size=16,n_sample=32,n_epochs=2'
+
+
+def cli(root, *args):
+    return subprocess.run([sys.executable] + list(args), cwd=root, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope='module')
+def files(tiny_data, tmp_path_factory):
+    d = tmp_path_factory.mktemp('cli')
+    train, test = tiny_data
+    paths = {'train': str(d / 'train.tsv'), 'test': str(d / 'test.tsv'), 'dir': d}
+    train.to_csv(paths['train'], sep='\t', index=False)
+    test.to_csv(paths['test'], sep='\t', index=False)
+    train.to_pickle(str(d / 'train.pickle'))
+    paths['pickle'] = str(d / 'train.pickle')
+    return paths
+
+
+@pytest.fixture(scope='module')
+def trained(root, files):
+    model = str(files['dir'] / 'model.pickle')
+    out = cli(root, 'run.py', files['train'], '-ps', PARAMS, '-t', files['test'], '-m', '1', '5', '20', '-s', model)
+    assert out.returncode == 0, out.stderr
+    return model, out.stdout
+
+
+def test_train_output_follows_original_format(trained):
+    lines = trained[1].splitlines()
+    assert lines[0] == 'Using device: cpu (backend: c)'
+    assert lines[1] == 'Creating GRU4Rec model'
+    assert lines[2].startswith('SET   loss                    TO   bpr-max')
+    order = ['Loading training data...', 'Started training', 'Total training time', 'Saving trained model to',
+             'Loading test data...', 'Starting evaluation (cut-off=[1, 5, 20], using standard mode for tiebreaking)',
+             'Evaluation took', 'Recall@1:', 'Recall@5:', 'Recall@20:']
+    pos = [next(i for i, l in enumerate(lines) if l.startswith(o)) for o in order]
+    assert pos == sorted(pos)
+    epochs = [l for l in lines if l.startswith('Epoch')]
+    assert len(epochs) == 2
+    assert re.fullmatch(r'Epoch1 --> loss: \d+\.\d{6} \t\(\d+\.\d\ds\) \t\[\d+\.\d\d mb/s \| \d+ e/s\]', epochs[0])
+    assert re.fullmatch(r'Recall@20: 0\.\d{6} MRR@20: 0\.\d{6}', lines[-1])
+
+
+def test_load_evaluate_several_test_files_and_primary_metric(root, files, trained):
+    out = cli(root, 'run.py', trained[0], '-l', '-t', files['test'], files['test'], '-m', '5', '-e', 'conservative',
+              '-pm', 'mrr', '-lpm')
+    assert out.returncode == 0, out.stderr
+    metric_lines = [l for l in out.stdout.splitlines() if l.startswith('Recall@5')]
+    assert len(metric_lines) == 2 and metric_lines[0] == metric_lines[1]
+    pm = [l for l in out.stdout.splitlines() if l.startswith('PRIMARY METRIC: ')]
+    assert len(pm) == 2 and float(pm[0].split(': ')[1]) == pytest.approx(float(metric_lines[0].split()[-1]), abs=1e-6)
+
+
+def test_param_file_and_pickled_data(root, files):
+    pf = files['dir'] / 'params.py'
+    pf.write_text('from collections import OrderedDict\ngru4rec_params = OrderedDict([("loss", "cross-entropy"), '
+                  '("final_act", "softmax"), ("layers", [32]), ("batch_size", 16), ("n_sample", 32), ("n_epochs", 1)])\n')
+    out = cli(root, 'run.py', files['pickle'], '-pf', str(pf), '-t', files['test'])
+    assert out.returncode == 0, out.stderr
+    assert 'Loading data from pickle file' in out.stdout and 'Loaded parameters from file' in out.stdout
+    assert re.search(r'Recall@20: 0\.\d+', out.stdout)
+
+
+def test_recommend_cli(root, trained, files):
+    import pandas as pd
+    item = str(pd.read_csv(files['test'], sep='\t').ItemId.iloc[0])
+    out = cli(root, 'recommend.py', trained[0], item, '-k', '3')
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.strip().splitlines()
+    assert rows[0] == 'session\trank\titem\tscore' and len(rows) == 4
+    out = cli(root, 'recommend.py', trained[0], '--sessions', files['test'], '-k', '2')
+    assert out.returncode == 0 and len(out.stdout.strip().splitlines()) > 10
+
+
+def error_cases(files, trained):
+    d = files['dir']
+    (d / 'nocol.tsv').write_text('SessionId\tItem\tTime\n1\t2\t3\n')
+    (d / 'empty.tsv').write_text('SessionId\tItemId\tTime\n')
+    (d / 'unknown.tsv').write_text('SessionId\tItemId\tTime\n1\tzz\t1\n1\tyy\t2\n')
+    (d / 'badparams.py').write_text('gru4rec_params = {"layers": [32], "loss": "nope"}\n')
+    t = files['train']
+    return [
+        (['run.py', str(d / 'missing.tsv'), '-ps', PARAMS], 'not found'),
+        (['run.py', str(d / 'nocol.tsv'), '-ps', PARAMS], '"ItemId" is not in the data file'),
+        (['run.py', str(d / 'empty.tsv'), '-ps', PARAMS], 'no events'),
+        (['run.py', t, '-ps', 'layers=32,,loss'], 'Malformed parameter string'),
+        (['run.py', t, '-ps', 'layers=32,colour=red'], 'Unknown parameter'),
+        (['run.py', t, '-ps', 'layers=32,batch_size=-4'], 'batch_size'),
+        (['run.py', t, '-pf', str(d / 'badparams.py')], 'loss'),
+        (['run.py', t, '-pf', str(d / 'nothere.py')], 'Parameter file not found'),
+        (['run.py', t], 'Exactly one of'),
+        (['run.py', t, '-ps', PARAMS, '-t', str(d / 'unknown.tsv')], 'None of the test items'),
+        (['run.py', t, '-ps', PARAMS, '-g', 'no_such_model'], 'Cannot import model module'),
+        (['run.py', t, '-ps', PARAMS, '-d', 'tpu'], 'Unknown device'),
+        (['run.py', trained[0], '-l', '-t', str(d / 'nocol.tsv')], 'ItemId'),
+        (['run.py', t, '-l'], 'corrupt or not a model file'),
+    ]
+
+
+def test_bad_input_gives_one_clear_error_and_exit_1(root, files, trained):
+    for args, fragment in error_cases(files, trained):
+        out = cli(root, *args)
+        assert out.returncode == 1, (args, out.stdout, out.stderr)
+        err = [l for l in out.stderr.splitlines() if l.strip()]
+        assert len(err) == 1 and err[0].startswith('ERROR: ') and fragment in err[0], (args, out.stderr)
+        assert 'Traceback' not in out.stdout + out.stderr
+
+
+def test_failed_training_writes_no_model_file(root, files):
+    target = files['dir'] / 'never.pickle'
+    (files['dir'] / 'only_header.tsv').write_text('SessionId\tItemId\tTime\n')
+    out = cli(root, 'run.py', str(files['dir'] / 'only_header.tsv'), '-ps', PARAMS, '-s', str(target))
+    assert out.returncode == 1 and not target.exists()
+    assert not [f for f in os.listdir(files['dir']) if '.tmp-' in f]
