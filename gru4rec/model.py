@@ -362,6 +362,7 @@ class GRU4Rec(ParamSet):
         else:
             base_order = np.arange(n_sessions)
         shuffle_rng = np.random.RandomState(42)
+        self.epoch_stats = []
         min_valid = 2 if self.n_sample == 0 else 1
         for epoch in range(self.n_epochs):
             t0 = time.time()
@@ -390,6 +391,7 @@ class GRU4Rec(ParamSet):
                 self._sync_weights()
                 return self
             dt = time.time() - t0
+            self.epoch_stats.append({'loss': avgc, 'seconds': dt, 'minibatches': len(costs), 'events': int(np.sum(lengths))})
             if verbose:
                 print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
                     epoch + 1, avgc, dt, len(costs) / dt, np.sum(lengths) / dt))

@@ -1,0 +1,149 @@
+"""CPU training and evaluation throughput of GRU4Rec, against this machine's GEMM rate and the
+official PyTorch port, all measured in one run.
+
+    python benchmarks/cpu_training_speed.py [--official DIR --official-python PY] [--backends c numba]
+
+Setting (issue #2): batch 64, layers 128, n_sample 2048, cross-entropy with logq, shared embedding,
+about 16k items (synthetic sessions). Prints: the float32 GEMM rate numpy's BLAS reaches here (the
+C backend calls that BLAS for matrix products), training mb/s and e/s for each PyTensor backend
+(timed over a fixed number of steps after compilation), the FLOP rate those steps reach as a
+fraction of the GEMM rate, full-epoch throughput, evaluation events/s, and the official port's
+mb/s on the same data file and parameters.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+PARAMS = dict(loss='cross-entropy', final_act='softmax', constrained_embedding=True, logq=1.0, layers=[128],
+              batch_size=64, n_sample=2048, sample_alpha=0.5, learning_rate=0.05, n_epochs=1)
+OFFICIAL_PARAMS = 'loss=cross-entropy,constrained_embedding=True,logq=1.0,layers=128,batch_size=64,n_sample=2048,' \
+                  'sample_alpha=0.5,learning_rate=0.05,n_epochs=1'
+
+
+def gemm_gflops(n=1024, repeats=20):
+    a = np.random.rand(n, n).astype('float32')
+    b = np.random.rand(n, n).astype('float32')
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def step_flops(batch, hidden, n_out):
+    """Multiply-adds of one training step x2 (forward + backward of the GRU and the score matrix)."""
+    gru = 3 * (batch * hidden * 3 * hidden + batch * hidden * 2 * hidden + batch * hidden * hidden)
+    scores = 3 * batch * hidden * n_out
+    return 2 * (gru + scores)
+
+
+def time_steps(backend_name, data, steps):
+    """Train-step throughput of one backend, in a fresh process so backends don't share state."""
+    code = '''
+import sys, time, numpy as np, pandas as pd
+sys.path.insert(0, {root!r})
+from recsys_core import backend; backend.configure('cpu', {b!r})
+from gru4rec import GRU4Rec
+from recsys_core.batching import Shrink, session_parallel
+from recsys_core.data import session_offsets
+from recsys_core.sampling import SampleStore
+import pytensor
+data = pd.read_csv({path!r}, sep='\\t', dtype={{'ItemId': str}})
+m = GRU4Rec(**{params!r}); m.n_epochs = 0; m.fit(data, verbose=False)
+m._shared_weights()
+idx = m.itemidmap[data.ItemId.values].values.astype('int32')
+support = np.bincount(idx, minlength=m.n_items).astype('float32')
+m.shared_prior = pytensor.shared(support)
+store = SampleStore(support, m.sample_alpha, m.n_sample, 10000000, verbose=False)
+t0 = time.time(); train = m._build_train(store); compile_s = time.time() - t0
+offsets = session_offsets(data.SessionId.values)
+H = m._zero_state(m.batch_size); n = 0; t0 = None
+for rec in session_parallel(idx, offsets, np.arange(len(offsets) - 1), m.batch_size):
+    if isinstance(rec, Shrink):
+        break
+    out = train(rec.inp, rec.out, rec.last.astype('float32'), store.next_index(), *H); H = out[1:]
+    n += 1
+    if n == 20: t0 = time.time()
+    if n == 20 + {steps}: break
+dt = time.time() - t0
+print('RESULT', compile_s, {steps} / dt)
+'''.format(root=ROOT, b=backend_name, path=data, params=PARAMS, steps=steps)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    line = [l for l in out.stdout.splitlines() if l.startswith('RESULT')]
+    if not line:
+        raise RuntimeError(out.stderr[-3000:])
+    compile_s, mbs = map(float, line[0].split()[1:])
+    return compile_s, mbs
+
+
+def official_speed(official, python, train_path, test_path):
+    cmd = [python, 'run.py', train_path, '-t', test_path, '-m', '20', '-ps', OFFICIAL_PARAMS, '-d', 'cpu']
+    out = subprocess.run(cmd, cwd=official, capture_output=True, text=True)
+    m = re.search(r'\[([0-9.]+) mb/s \| ([0-9.]+) e/s\]', out.stdout)
+    ev = re.search(r'Evaluation took ([0-9.]+)s', out.stdout)
+    if not m:
+        raise RuntimeError(out.stdout[-2000:] + out.stderr[-2000:])
+    return float(m.group(1)), float(m.group(2)), float(ev.group(1)) if ev else float('nan')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--official', help='checkout of GRU4Rec_PyTorch_Official (optional)')
+    ap.add_argument('--official-python', default=sys.executable)
+    ap.add_argument('--backends', nargs='+', default=['c', 'numba'])
+    ap.add_argument('--steps', type=int, default=300)
+    ap.add_argument('--items', type=int, default=16000)
+    ap.add_argument('--sessions', type=int, default=60000)
+    args = ap.parse_args()
+    from recsys_core import backend
+    backend.configure('cpu')
+    from gru4rec import GRU4Rec
+    from recsys_core.evaluation import evaluate_sessions
+    from recsys_core.synthetic import generate_sessions, split_by_time
+
+    workdir = tempfile.mkdtemp(prefix='gru4rec_bench_')
+    train_df, test_df = split_by_time(generate_sessions(args.items, args.sessions, seed=7), 0.1)
+    train_path, test_path = os.path.join(workdir, 'train.tsv'), os.path.join(workdir, 'test.tsv')
+    train_df.to_csv(train_path, sep='\t', index=False)
+    test_df.to_csv(test_path, sep='\t', index=False)
+    n_items = train_df.ItemId.nunique()
+    print('data: {} train events, {} items; {} test events'.format(len(train_df), n_items, len(test_df)))
+    print('numpy BLAS:', np.show_config(mode='dicts')['Build Dependencies']['blas'].get('name'))
+    gemm = gemm_gflops()
+    print('float32 GEMM (1024^3, numpy/BLAS): {:.1f} GFLOP/s'.format(gemm))
+    flops = step_flops(PARAMS['batch_size'], PARAMS['layers'][0], PARAMS['batch_size'] + PARAMS['n_sample'])
+    for b in args.backends:
+        compile_s, mbs = time_steps(b, train_path, args.steps if b == 'c' else max(args.steps // 10, 20))
+        print('backend {:6s}: {:8.1f} mb/s {:9.0f} e/s  (compile {:.1f}s)  step GFLOP/s {:.1f} = {:.1%} of GEMM'.format(
+            b, mbs, mbs * PARAMS['batch_size'], compile_s, mbs * flops / 1e9, mbs * flops / 1e9 / gemm))
+    m = GRU4Rec(**PARAMS)
+    m.fit(train_df, verbose=False)
+    st = m.epoch_stats[0]
+    print('full epoch (c): {:.1f} mb/s {:.0f} e/s ({:.1f}s, includes sample store generation)'.format(
+        st['minibatches'] / st['seconds'], st['events'] / st['seconds'], st['seconds']))
+    t0 = time.time()
+    evaluate_sessions(m, test_df, cut_off=[20], batch_size=512, verbose=False)
+    t0 = time.time()
+    evaluate_sessions(m, test_df, cut_off=[20], batch_size=512, verbose=False)
+    ev_s = time.time() - t0
+    n_events = len(test_df) - test_df.SessionId.nunique()
+    print('evaluation: {:.0f} events/s ({} ranked events over {} items, batch 512)'.format(n_events / ev_s, n_events, n_items))
+    if args.official:
+        mbs, eps, ev = official_speed(args.official, args.official_python, train_path, test_path)
+        ours = st['minibatches'] / st['seconds']
+        print('official PyTorch port (full epoch): {:.1f} mb/s {:.0f} e/s; evaluation {:.0f} events/s'.format(
+            mbs, eps, n_events / ev))
+        print('ratio this project / official (full epoch mb/s): {:.2f}x'.format(ours / mbs))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,51 @@
+"""Golden numbers: fixed seeds, fixed small data, recorded metrics and epoch losses.
+
+Training is deterministic (numpy seed 42 for weights, seeded PyTensor generators for dropout and
+negative samples). If a change moves these numbers, it changed behaviour: say why in the commit and
+re-record them. The tolerance only absorbs floating-point noise (e.g. BLAS threading).
+"""
+import numpy as np
+import pytest
+
+from gru4rec import GRU4Rec
+from recsys_core.evaluation import evaluate_sessions
+from recsys_core.synthetic import generate_sessions, split_by_time
+
+GOLDEN = [
+    (dict(loss='cross-entropy', final_act='softmax', constrained_embedding=True, logq=1.0, dropout_p_embed=0.1),
+     [0.562634, 0.75, 0.363526, 0.384072], [5.398201, 5.041875]),
+    (dict(loss='bpr-max', final_act='elu-0.5', constrained_embedding=True, bpreg=1.0, momentum=0.3, dropout_p_hidden=0.1),
+     [0.423448, 0.547109, 0.203176, 0.217385], [0.65459, 0.626446]),
+    (dict(loss='bpr-max', final_act='elu-1', embedding=24, bpreg=0.5),
+     [0.447002, 0.563704, 0.217024, 0.228871], [0.643443, 0.607763]),
+    (dict(loss='cross-entropy', final_act='softmax', embedding=0),
+     [0.493041, 0.645075, 0.251365, 0.267648], [4.083233, 3.801655]),
+]
+
+
+@pytest.fixture(scope='module')
+def golden_data():
+    return split_by_time(generate_sessions(n_items=500, n_sessions=3000, seed=11), 0.15)
+
+
+@pytest.mark.parametrize('params,metrics,losses', GOLDEN, ids=['xe-shared-logq', 'bprmax-shared', 'bprmax-separate',
+                                                               'xe-onehot'])
+def test_golden_metrics(golden_data, params, metrics, losses):
+    train, test = golden_data
+    m = GRU4Rec(layers=[48], batch_size=24, n_sample=64, n_epochs=2, learning_rate=0.05, **params).fit(train, verbose=False)
+    recall, mrr = evaluate_sessions(m, test, cut_off=[5, 20], verbose=False)
+    np.testing.assert_allclose(recall + mrr, metrics, atol=2e-3)
+    np.testing.assert_allclose([s['loss'] for s in m.epoch_stats], losses, rtol=1e-3)
+
+
+def test_synthetic_generator_is_deterministic_and_long_tailed():
+    a = generate_sessions(n_items=400, n_sessions=800, seed=5)
+    b = generate_sessions(n_items=400, n_sessions=800, seed=5)
+    assert a.equals(b) and not a.equals(generate_sessions(n_items=400, n_sessions=800, seed=6))
+    counts = a.ItemId.value_counts().values
+    assert counts[: len(counts) // 10].sum() > 0.4 * counts.sum()  # top 10% of items: a large share of events
+    assert (a.groupby('SessionId').size() >= 2).all()
+    assert (a.groupby('SessionId').Time.diff().dropna() > 0).all()
+    train, test = split_by_time(a, 0.2)
+    assert set(test.ItemId) <= set(train.ItemId)
+    assert train.groupby('SessionId').Time.min().max() <= test.groupby('SessionId').Time.min().min()
