@@ -2,10 +2,15 @@
 
 Each returns the summed loss of the batch (the caller divides by the configured batch size).
 ``n_sample`` is the number of shared extra negatives (columns after the first ``M``).
+:func:`sampled_loss` is what the model uses: the fused custom Op (gpu_ops.sampled_loss) or, with
+custom ops switched off, :func:`reference_loss`, the composition of standard ops below.
 """
 import pytensor.tensor as pt
 
+import gpu_ops
 from gpu_ops import positive_diag, row_max_shift, row_sum
+from gpu_ops.sampled_loss import SampledLoss
+from recsys_core.activations import build_activation
 
 LOSSES = ('cross-entropy', 'bpr-max', 'top1', 'bpr', 'top1-max', 'xe_logit')
 EPS = 1e-24
@@ -62,3 +67,17 @@ def top1_max(yhat, M, n_sample, smoothing, bpreg):
 
 LOSS_FUNCTIONS = {'cross-entropy': cross_entropy, 'bpr-max': bpr_max, 'top1': top1, 'bpr': bpr,
                   'top1-max': top1_max, 'xe_logit': xe_logit}
+
+
+def reference_loss(scores, loss, final_act, smoothing=0.0, bpreg=0.0):
+    """Final activation then loss, as a composition of standard ops (n_out = number of columns)."""
+    M = scores.shape[0]
+    n_sample = scores.shape[1] - M
+    return LOSS_FUNCTIONS[loss](build_activation(final_act)(scores), M, n_sample, smoothing, bpreg)
+
+
+def sampled_loss(scores, loss, final_act, smoothing=0.0, bpreg=0.0):
+    """Summed loss of ``final_act`` + ``loss`` on a sampled score matrix (custom Op or reference)."""
+    if gpu_ops.custom_ops_enabled():
+        return SampledLoss(loss, final_act, smoothing, bpreg)(scores)[0]
+    return reference_loss(scores, loss, final_act, smoothing, bpreg)

@@ -30,7 +30,7 @@ from recsys_core.persistence import load_model, save_model
 from recsys_core.randomness import RandomSource, dropout
 from recsys_core.sampling import SampleStore
 
-from .losses import LOSS_FUNCTIONS, LOSSES
+from .losses import LOSSES, sampled_loss
 
 
 def _positive(v):
@@ -259,8 +259,7 @@ class GRU4Rec(ParamSet):
             if store is not None:
                 prior = pt.concatenate([prior[:M], prior[M:] ** self.sample_alpha])
             scores = scores - self.logq * pt.log(prior)
-        yhat = build_activation(self.final_act)(scores)
-        loss = LOSS_FUNCTIONS[self.loss](yhat, M, self.n_sample if store is not None else 0, self.smoothing, self.bpreg)
+        loss = sampled_loss(scores, self.loss, self.final_act, self.smoothing, self.bpreg)
         cost = pt.cast(loss / self.batch_size, 'float32')
         dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]
         opt = Optimizer(self.learning_rate, self.adapt, self.adapt_params, self.momentum, self.lmbd, self.grad_cap)

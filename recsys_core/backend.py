@@ -69,4 +69,4 @@ def compile_mode():
     _, backend = current()
     if backend == 'numba':
         return get_mode('NUMBA')
-    return Mode(linker='cvm', optimizer='fast_run').excluding('symbolic_op_recognition').including('row_scatter')
+    return Mode(linker='cvm', optimizer='fast_run').excluding('symbolic_op_recognition', 'local_dot22_to_dot22scalar').including('row_scatter')

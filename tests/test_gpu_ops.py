@@ -147,3 +147,23 @@ def test_switch_selects_reference_compositions():
     assert not isinstance(d.owner.op, gpu_ops.diag.PositiveDiag)
     assert not isinstance(g.owner.op, gpu_ops.ranking.RankCounts)
     assert isinstance(gpu_ops.positive_diag(x).owner.op, gpu_ops.diag.PositiveDiag)
+
+
+LOSS_ACTS = [('cross-entropy', 'softmax', 0.0), ('cross-entropy', 'softmax', 0.1), ('xe_logit', 'softmax_logit', 0.0),
+             ('xe_logit', 'softmax_logit', 0.2), ('bpr-max', 'elu-0.5', 0.0), ('bpr-max', 'linear', 0.0),
+             ('bpr-max', 'relu', 0.0), ('bpr', 'tanh', 0.0), ('bpr', 'leaky-0.1', 0.0), ('top1', 'linear', 0.0),
+             ('top1', 'selu-1.05-1.67', 0.0), ('top1-max', 'elu-1', 0.0), ('top1-max', 'tanh', 0.0)]
+
+
+@pytest.mark.parametrize('loss,act,smoothing', LOSS_ACTS)
+def test_sampled_loss_matches_reference_with_gradient(loss, act, smoothing):
+    """The fused loss Op gives the reference composition's loss and gradient for every loss/activation."""
+    from gru4rec.losses import sampled_loss
+    z = pt.matrix('z', dtype='float32')
+    custom, ref = both(lambda s: [sampled_loss(s, loss, act, smoothing, 1.3),
+                                  pytensor.grad(sampled_loss(s, loss, act, smoothing, 1.3) / 7.0, s)], z)
+    rng = np.random.RandomState(7)
+    scores = (rng.randn(6, 23) * 1.5).astype('float32')
+    (lc, gc), (lr, gr) = custom(scores), ref(scores)
+    np.testing.assert_allclose(lc, lr, rtol=2e-5)
+    np.testing.assert_allclose(gc, gr, rtol=2e-4, atol=1e-6)
