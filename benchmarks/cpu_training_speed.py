@@ -101,7 +101,7 @@ def main():
     ap.add_argument('--official-python', default=sys.executable)
     ap.add_argument('--backends', nargs='+', default=['c', 'numba'])
     ap.add_argument('--steps', type=int, default=300)
-    ap.add_argument('--items', type=int, default=16000)
+    ap.add_argument('--items', type=int, default=30000, help='catalogue size asked of the generator (about 16k occur in training)')
     ap.add_argument('--sessions', type=int, default=60000)
     args = ap.parse_args()
     from recsys_core import backend

@@ -15,6 +15,8 @@ custom Op against its reference on random inputs, gradients included.
 """
 import os
 
+import recsys_core  # noqa: F401  (sets PyTensor's BLAS flags before PyTensor loads)
+
 from .diag import positive_diag
 from .ranking import rank_counts
 from .reductions import row_max_shift, row_sum

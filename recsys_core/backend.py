@@ -38,12 +38,13 @@ def configure(device=None, backend=None, verbose=False):
     # Vectorised exp/sigmoid in the generated C code need these flags (measured 7x on exp);
     # NaN detection happens on the returned loss in Python, so finite-math assumptions are safe here.
     pytensor.config.gcc__cxxflags = '-O3 -ffast-math'
-    # PyTensor warns at every import when it finds no BLAS to link its C code against; the C backend
-    # then calls numpy's BLAS for matrix products, which is what we measured and chose.
+    # PyTensor warns at import when it finds no BLAS to link its C code against; recsys_core links
+    # the system OpenBLAS when present and otherwise the C backend falls back to numpy's BLAS.
     warnings.filterwarnings('ignore', message='.*BLAS.*')
     _state.update(device=device, backend=backend)
     if verbose:
-        print('Using device: {} (backend: {})'.format(device, backend))
+        print('Using device: {} (backend: {}{})'.format(
+            device, backend, ', BLAS: ' + pytensor.config.blas__ldflags if backend == 'c' and pytensor.config.blas__ldflags else ''))
     return device, backend
 
 
