@@ -117,7 +117,9 @@ def main():
     test_df.to_csv(test_path, sep='\t', index=False)
     n_items = train_df.ItemId.nunique()
     print('data: {} train events, {} items; {} test events'.format(len(train_df), n_items, len(test_df)))
-    print('numpy BLAS:', np.show_config(mode='dicts')['Build Dependencies']['blas'].get('name'))
+    import pytensor
+    print('numpy BLAS:', np.show_config(mode='dicts')['Build Dependencies']['blas'].get('name'),
+          '| PyTensor C backend BLAS flags:', repr(pytensor.config.blas__ldflags))
     gemm = gemm_gflops()
     print('float32 GEMM (1024^3, numpy/BLAS): {:.1f} GFLOP/s'.format(gemm))
     flops = step_flops(PARAMS['batch_size'], PARAMS['layers'][0], PARAMS['batch_size'] + PARAMS['n_sample'])

@@ -7,13 +7,17 @@ PyTorch port does the same; the Theano original scaled each occurrence separatel
 equals the dense update restricted to the touched rows.
 
 Supported: adapt None (plain SGD), 'adagrad', 'rmsprop', 'adam', 'adadelta'; momentum; L2 (lmbd);
-global-norm gradient clipping (grad_cap).
+global-norm gradient clipping (grad_cap). With custom ops on, the row-sparse adagrad update runs as
+one in-place Op (gpu_ops.sparse_update); the composition here is its reference.
 """
 from collections import OrderedDict
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+
+import gpu_ops
+from gpu_ops.sparse_update import SparseAdagrad
 
 EPSILON = 1e-6
 ADAPTS = (None, 'adagrad', 'rmsprop', 'adam', 'adadelta')
@@ -65,9 +69,21 @@ class Optimizer:
             g = self._scale(p, g, updates, rows=None)
             self._apply(p, p, g, updates, rows=None)
         for s, g in zip(sparse, grads[len(dense):]):
+            if self.adapt == 'adagrad' and gpu_ops.custom_ops_enabled():
+                self._fused_adagrad(s, g, updates)
+                continue
             g = self._scale(s.full, g, updates, rows=s.rows)
             self._apply(s.full, s.gathered, g, updates, rows=s.rows)
         return updates
+
+    def _fused_adagrad(self, s, g, updates):
+        """The same adagrad step as _scale + _apply, done in place by one custom Op (gpu_ops)."""
+        state = [s.full, self._state(s.full, name='acc')]
+        if self.momentum > 0:
+            state.append(self._state(s.full, name='vel'))
+        new = SparseAdagrad(self.lr, self.momentum, self.lmbd, EPSILON)(*state, s.rows, g)
+        for var, value in zip(state, new if isinstance(new, list) else [new]):
+            updates[var] = value
 
     def _write(self, var, new, rows, updates):
         updates[var] = new if rows is None else pt.set_subtensor(var[rows], new)

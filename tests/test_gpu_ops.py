@@ -167,3 +167,21 @@ def test_sampled_loss_matches_reference_with_gradient(loss, act, smoothing):
     (lc, gc), (lr, gr) = custom(scores), ref(scores)
     np.testing.assert_allclose(lc, lr, rtol=2e-5)
     np.testing.assert_allclose(gc, gr, rtol=2e-4, atol=1e-6)
+
+
+def test_sparse_adagrad_is_compiled_in_place():
+    """The fused row update must overwrite the weights in place (a copy per step would cost more than it saves)."""
+    from gpu_ops.sparse_update import SparseAdagrad
+    from recsys_core.backend import compile_function
+    from recsys_core.optim import Optimizer, SparseParam
+    W = pytensor.shared(np.ones((50, 4), dtype='float32'), name='W')
+    idx = pt.ivector('idx')
+    rows, inv = pt.unique(idx, return_inverse=True)
+    gathered = W[rows]
+    cost = pt.sum(gathered[inv] ** 2)
+    f = compile_function([idx], cost, updates=Optimizer(0.1, 'adagrad', [], 0.5).updates(cost, [], [SparseParam(W, rows, gathered)]))
+    ops = [n.op for n in f.maker.fgraph.apply_nodes if isinstance(n.op, SparseAdagrad)]
+    assert len(ops) == 1 and ops[0].inplace
+    f(np.array([3, 3, 7], dtype='int32'))
+    w = W.get_value()
+    assert (w[[3, 7]] < 1).all() and (np.delete(w, [3, 7], axis=0) == 1).all()
