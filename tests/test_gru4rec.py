@@ -226,3 +226,10 @@ def test_nan_loss_marks_model_failed(tiny_data):
     assert m.error_during_train
     with pytest.raises(UserError, match='NaN'):
         evaluate_sessions(m, tiny_data[1], verbose=False)
+
+
+def test_tiebreaking_mode_lies_between_standard_and_conservative(tiny_data):
+    m = train(tiny_data, loss='bpr-max', final_act='relu', constrained_embedding=True)  # relu ties at zero
+    res = {mode: evaluate_sessions(m, tiny_data[1], cut_off=[20], mode=mode, verbose=False)[0][0]
+           for mode in ('standard', 'conservative', 'tiebreaking')}
+    assert res['conservative'] <= res['tiebreaking'] <= res['standard']

@@ -78,3 +78,15 @@ def test_param_files_of_the_original_format_load(root, tmp_path):
         load_param_file(str(other))
     with pytest.raises(UserError, match='not found'):
         load_param_file(str(tmp_path / 'missing.py'))
+
+
+def test_parameter_spaces_name_real_parameters(root):
+    import json
+    import os
+    names = set(GRU4Rec.param_names())
+    for fname in os.listdir(os.path.join(root, 'paramspaces')):
+        with open(os.path.join(root, 'paramspaces', fname)) as f:
+            entries = [json.loads(line) for line in f if line.strip()]
+        assert entries and all(e['name'] in names and e['dtype'] in ('int', 'float', 'categorical') for e in entries)
+        m = GRU4Rec()
+        m.set_params(verbose=False, **{e['name']: e['values'][0] for e in entries})  # every lower bound is a valid value
