@@ -328,7 +328,12 @@ class GRU4Rec(ParamSet):
 
     # ----------------------------------------------------------------- training
     def fit(self, data, sample_store=10000000, store_type='gpu', verbose=True):
-        """Train on a DataFrame of events (session_key, item_key, time_key columns)."""
+        """Train on a DataFrame of events (session_key, item_key, time_key columns).
+
+        sample_store: size of the negative-sample store in item ids (run.py -ss). store_type ('gpu' or
+        'cpu', run.py --sample_store_on_cpu) is accepted for the original's interface; on the CPU
+        device both mean host memory.
+        """
         keys = [self.session_key, self.item_key, self.time_key]
         missing = [k for k in keys if k not in data.columns]
         if missing:

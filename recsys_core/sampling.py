@@ -6,7 +6,6 @@ then :func:`gpu_ops.searchsorted` into the cumulative distribution) so it runs w
 """
 import numpy as np
 import pytensor
-import pytensor.tensor as pt
 
 import gpu_ops
 
