@@ -294,18 +294,14 @@ class GRU4Rec(ParamSet):
         H = self._hidden_inputs()
         x, first_rows = self._input_rows(X)
         h, H_new = self._gru(x, H, R, 0.0, None, first_rows)
-        if with_items:
-            yhat = self._scores(h, pt.concatenate([Y, items]))
-            M = X.shape[0]
-            target, others = gpu_ops.positive_diag(yhat), yhat[:, M:]
-        else:
-            yhat = self._scores(h)
-            target, others = yhat[pt.arange(X.shape[0]), Y], yhat
+        yhat = self._scores(h, pt.concatenate([Y, items]) if with_items else None)
         noise_source = RandomSource(42)
-        if mode == 'tiebreaking':
-            noise = noise_source.uniform(others.shape) * 1e-10
-            others = others + noise
-            target = target + (noise[pt.arange(X.shape[0]), Y] if not with_items else 0.0)
+        if mode == 'tiebreaking':  # the original's tie breaking: tiny uniform noise on every score
+            yhat = yhat + noise_source.uniform(yhat.shape) * 1e-10
+        if with_items:
+            target, others = gpu_ops.positive_diag(yhat), yhat[:, X.shape[0]:]
+        else:
+            target, others = yhat[pt.arange(X.shape[0]), Y], yhat
         greater, equal = gpu_ops.rank_counts(others, target)
         return compile_function([X, Y, R, items] + H, [greater, equal] + H_new, updates=noise_source.updates())
 
