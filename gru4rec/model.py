@@ -314,6 +314,18 @@ class GRU4Rec(ParamSet):
         h, H_new = self._gru(x, H, None, 0.0, None, first_rows)
         return compile_function([X, items] + H, [self._scores(h, items if with_items else None)] + H_new)
 
+    def _build_advance(self):
+        """Compile one GRU step without scoring: (X, *H) -> H_new."""
+        X = pt.ivector('X')
+        H = self._hidden_inputs()
+        x, first_rows = self._input_rows(X)
+        return compile_function([X] + H, self._gru(x, H, None, 0.0, None, first_rows)[1])
+
+    def _build_score(self):
+        """Compile the scores of all items for a last-layer state: h -> scores."""
+        h = pt.matrix('h', dtype='float32')
+        return compile_function([h], self._scores(h))
+
     def _function(self, key, build):
         if key not in self._compiled:
             self._compiled[key] = build()
@@ -470,19 +482,15 @@ class GRU4Rec(ParamSet):
         if any(len(s) == 0 for s in idx):
             raise UserError('Every session needs at least one known item')
         k = min(k, self.n_items)
-        fn = self._function(('predict', False), lambda: self._build_predict(False))
+        advance = self._function('advance', self._build_advance)
+        score = self._function('score', self._build_score)
         H = self._zero_state(len(idx))
-        scores = None
-        # Step all sessions together; finished ones keep their last scores and state.
-        final = [None] * len(idx)
-        for t in range(max(len(s) for s in idx)):
-            active = np.array([t < len(s) for s in idx])
-            X = np.array([s[t] if t < len(s) else s[-1] for s in idx], dtype=np.int32)
-            out = fn(X, np.zeros(0, dtype=np.int32), *H)
-            scores = np.asarray(out[0])
-            H = [np.where(active[:, None], np.asarray(hn), h) for hn, h in zip(out[1:], H)]
-            for j in np.flatnonzero(active & np.array([t == len(s) - 1 for s in idx])):
-                final[j] = scores[j].copy()
+        lengths = np.array([len(s) for s in idx])
+        for t in range(lengths.max()):  # all sessions step together; finished ones keep their state
+            active = (t < lengths)[:, None]
+            X = np.array([s[min(t, len(s) - 1)] for s in idx], dtype=np.int32)
+            H = [np.where(active, np.asarray(new), old) for new, old in zip(advance(X, *H), H)]
+        final = np.array(score(H[-1]))
         results = []
         for s, row in zip(idx, final):
             if exclude_seen:
