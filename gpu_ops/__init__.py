@@ -11,6 +11,10 @@ custom Op against its reference on random inputs, gradients included.
 - :func:`rank_counts`: per row, how many items score above / equal to the target (ranking
   without sort or argmax).
 - :func:`row_sum`, :func:`row_max_shift`: row reductions of score matrices (fast CPU loops).
+- ``gpu_ops.sampled_loss.SampledLoss``: final activation + GRU4Rec loss on the sampled score
+  matrix with its gradient in one pass (reference: ``gru4rec.losses.reference_loss``).
+- ``gpu_ops.sparse_update.SparseAdagrad``: in-place row-sparse adagrad update (reference:
+  ``recsys_core.optim.Optimizer``'s composed update).
 - ``gpu_ops.rows``: a compiled row scatter replacing PyTensor's Python row increments (a rewrite).
 """
 import os
