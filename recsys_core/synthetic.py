@@ -79,7 +79,7 @@ def main(argv=None):
     parser.add_argument('--test-fraction', type=float, default=0.1)
     args = parser.parse_args(argv)
     if args.items < 2 or args.sessions < 10 or not 0 < args.test_fraction < 1:
-        print('ERROR: need --items >= 2, --sessions >= 10 and 0 < --test-fraction < 1')
+        print('ERROR: need --items >= 2, --sessions >= 10 and 0 < --test-fraction < 1', file=sys.stderr)
         return 1
     os.makedirs(args.outdir, exist_ok=True)
     train, test = split_by_time(generate_sessions(args.items, args.sessions, args.seed), args.test_fraction)
