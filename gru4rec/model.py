@@ -305,15 +305,6 @@ class GRU4Rec(ParamSet):
         greater, equal = gpu_ops.rank_counts(others, target)
         return compile_function([X, Y, R, items] + H, [greater, equal] + H_new, updates=noise_source.updates())
 
-    def _build_predict(self, with_items):
-        """Compile a prediction step: (X, [items], *H) -> (scores, *H_new)."""
-        X = pt.ivector('X')
-        items = pt.ivector('items')
-        H = self._hidden_inputs()
-        x, first_rows = self._input_rows(X)
-        h, H_new = self._gru(x, H, None, 0.0, None, first_rows)
-        return compile_function([X, items] + H, [self._scores(h, items if with_items else None)] + H_new)
-
     def _build_advance(self):
         """Compile one GRU step without scoring: (X, *H) -> H_new."""
         X = pt.ivector('X')
@@ -321,10 +312,11 @@ class GRU4Rec(ParamSet):
         x, first_rows = self._input_rows(X)
         return compile_function([X] + H, self._gru(x, H, None, 0.0, None, first_rows)[1])
 
-    def _build_score(self):
-        """Compile the scores of all items for a last-layer state: h -> scores."""
+    def _build_score(self, with_items):
+        """Compile the scores of all items (or of ``items``) for a last-layer state: (h, items) -> scores."""
         h = pt.matrix('h', dtype='float32')
-        return compile_function([h], self._scores(h))
+        items = pt.ivector('items')
+        return compile_function([h, items], self._scores(h, items if with_items else None))
 
     def _function(self, key, build):
         if key not in self._compiled:
@@ -462,11 +454,12 @@ class GRU4Rec(ParamSet):
         X = self.item_indices(input_item_ids)
         with_items = predict_for_item_ids is not None
         items = self.item_indices(predict_for_item_ids) if with_items else np.zeros(0, dtype=np.int32)
-        fn = self._function(('predict', with_items), lambda: self._build_predict(with_items))
-        out = fn(X, items, *st['H'])
-        st['H'] = [np.array(h) for h in out[1:]]
+        advance = self._function('advance', self._build_advance)
+        score = self._function(('score', with_items), lambda: self._build_score(with_items))
+        st['H'] = [np.array(h) for h in advance(X, *st['H'])]
+        scores = score(st['H'][-1], items)
         index = pd.Index(predict_for_item_ids) if with_items else self.itemidmap.index
-        return pd.DataFrame(data=np.asarray(out[0]).T, index=index)
+        return pd.DataFrame(data=np.asarray(scores).T, index=index)
 
     def recommend(self, sessions, k=20, exclude_seen=False, skip_unknown=False):
         """Top-k next items for each session history.
@@ -483,14 +476,14 @@ class GRU4Rec(ParamSet):
             raise UserError('Every session needs at least one known item')
         k = min(k, self.n_items)
         advance = self._function('advance', self._build_advance)
-        score = self._function('score', self._build_score)
+        score = self._function(('score', False), lambda: self._build_score(False))
         H = self._zero_state(len(idx))
         lengths = np.array([len(s) for s in idx])
         for t in range(lengths.max()):  # all sessions step together; finished ones keep their state
             active = (t < lengths)[:, None]
             X = np.array([s[min(t, len(s) - 1)] for s in idx], dtype=np.int32)
             H = [np.where(active, np.asarray(new), old) for new, old in zip(advance(X, *H), H)]
-        final = np.array(score(H[-1]))
+        final = np.array(score(H[-1], np.zeros(0, dtype=np.int32)))
         results = []
         for s, row in zip(idx, final):
             if exclude_seen:
