@@ -14,14 +14,19 @@ FORMAT_VERSION = 1
 
 
 def write_atomic(path, payload):
-    """Pickle ``payload`` to ``path`` through a temporary file in the same folder, then rename."""
+    """Pickle ``payload`` to ``path`` atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def write_bytes_atomic(path, data):
+    """Write ``data`` through a temporary file in the same folder, then rename: never half-written."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise UserError('Cannot save model: folder does not exist: {}'.format(folder))
+        raise UserError('Cannot write {}: folder does not exist: {}'.format(path, folder))
     tmp = os.path.join(folder, '.{}.tmp-{}'.format(os.path.basename(path), os.getpid()))
     try:
         with open(tmp, 'wb') as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
