@@ -103,9 +103,10 @@ def main(argv=None):
     stem = os.path.splitext(os.path.basename(args.path))[0]
     name = args.study_name or '{}-{}-{}'.format(args.gru4rec_model, stem, config_fingerprint(config))
     folder = os.path.join(args.out_dir, name)
-    os.makedirs(os.path.join(folder, 'trials'), exist_ok=True)
     url = args.storage or 'sqlite:///' + os.path.abspath(os.path.join(folder, 'study.db'))
-    study = open_study(open_storage(url, args.heartbeat), name, config, args.seed)
+    storage = open_storage(url, args.heartbeat) if args.storage else None  # a bad URL fails before any file
+    os.makedirs(os.path.join(folder, 'trials'), exist_ok=True)
+    study = open_study(storage or open_storage(url, args.heartbeat), name, config, args.seed)
     counts = TrialCounts.of(study)
     print('[paropt] study {} in {}: {}/{} trials done; results in {}'.format(
         name, mask_password(url), counts.done, args.ntrials, folder), file=sys.stderr, flush=True)

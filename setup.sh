@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Installs what the project needs: the system OpenBLAS (PyTensor's C backend links it; 1.4x faster
-# training, optional: everything works without it) and the Python package with its dependencies.
+# Installs what the project needs:
+#  - Debian libopenblas-dev: PyTensor's C backend links it (1.4x faster training; optional, everything
+#    works with numpy's BLAS);
+#  - with `test`, Debian postgresql: the distributed paropt test starts a throwaway server on loopback;
+#  - the Python package with its dependencies.
 #   bash setup.sh        -> runtime dependencies
 #   bash setup.sh test   -> runtime + test dependencies
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! ldconfig -p 2>/dev/null | grep -q libopenblas; then
+debs=()
+ldconfig -p 2>/dev/null | grep -q libopenblas || debs+=(libopenblas-dev)
+if [ "${1:-}" = "test" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    debs+=(postgresql)
+fi
+if [ "${#debs[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >/dev/null) \
-            || echo "setup.sh: could not install libopenblas-dev; continuing with numpy's BLAS (slower)" >&2
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null) \
+            || echo "setup.sh: could not install ${debs[*]}" >&2
     else
-        echo "setup.sh: libopenblas not found and cannot apt-get it; continuing with numpy's BLAS (slower)" >&2
+        echo "setup.sh: please install the Debian package(s) ${debs[*]} (needs root and apt-get)" >&2
     fi
 fi
 extra=""

@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 
 import pytest
@@ -22,3 +23,21 @@ def tiny_data():
     """Small synthetic train/test split shared by the model tests (fast to train on 2 cores)."""
     from recsys_core.synthetic import generate_sessions, split_by_time
     return split_by_time(generate_sessions(n_items=300, n_sessions=1500, seed=3), 0.15)
+
+
+@pytest.fixture(scope='session')
+def tiny_files(tiny_data, tmp_path_factory):
+    """tiny_data written in run.py's formats: train/test TSV and a pickled training DataFrame."""
+    d = tmp_path_factory.mktemp('tiny_files')
+    train, test = tiny_data
+    paths = {'train': str(d / 'train.tsv'), 'test': str(d / 'test.tsv'), 'pickle': str(d / 'train.pickle'), 'dir': d}
+    train.to_csv(paths['train'], sep='\t', index=False)
+    test.to_csv(paths['test'], sep='\t', index=False)
+    train.to_pickle(paths['pickle'])
+    return paths
+
+
+def cli(*args, timeout=900, **kwargs):
+    """Run a project script (run.py, paropt.py, ...) from the repository root with this Python."""
+    return subprocess.run([sys.executable] + list(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          **kwargs)

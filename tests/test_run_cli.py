@@ -1,34 +1,22 @@
 """run.py and recommend.py end to end: the original's output lines, and one clear error for bad input."""
 import os
 import re
-import subprocess
-import sys
 
 import pytest
+from conftest import cli
 
 PARAMS = 'loss=bpr-max,final_act=elu-0.5,constrained_embedding=True,layers=32,batch_size=16,n_sample=32,n_epochs=2'
 
 
-def cli(root, *args):
-    return subprocess.run([sys.executable] + list(args), cwd=root, capture_output=True, text=True, timeout=900)
+@pytest.fixture(scope='module')
+def files(tiny_files):
+    return tiny_files
 
 
 @pytest.fixture(scope='module')
-def files(tiny_data, tmp_path_factory):
-    d = tmp_path_factory.mktemp('cli')
-    train, test = tiny_data
-    paths = {'train': str(d / 'train.tsv'), 'test': str(d / 'test.tsv'), 'dir': d}
-    train.to_csv(paths['train'], sep='\t', index=False)
-    test.to_csv(paths['test'], sep='\t', index=False)
-    train.to_pickle(str(d / 'train.pickle'))
-    paths['pickle'] = str(d / 'train.pickle')
-    return paths
-
-
-@pytest.fixture(scope='module')
-def trained(root, files):
+def trained(files):
     model = str(files['dir'] / 'model.pickle')
-    out = cli(root, 'run.py', files['train'], '-ps', PARAMS, '-t', files['test'], '-m', '1', '5', '20', '-s', model)
+    out = cli('run.py', files['train'], '-ps', PARAMS, '-t', files['test'], '-m', '1', '5', '20', '-s', model)
     assert out.returncode == 0, out.stderr
     return model, out.stdout
 
@@ -49,8 +37,8 @@ def test_train_output_follows_original_format(trained):
     assert re.fullmatch(r'Recall@20: 0\.\d{6} MRR@20: 0\.\d{6}', lines[-1])
 
 
-def test_load_evaluate_several_test_files_and_primary_metric(root, files, trained):
-    out = cli(root, 'run.py', trained[0], '-l', '-t', files['test'], files['test'], '-m', '5', '-e', 'conservative',
+def test_load_evaluate_several_test_files_and_primary_metric(files, trained):
+    out = cli('run.py', trained[0], '-l', '-t', files['test'], files['test'], '-m', '5', '-e', 'conservative',
               '-pm', 'mrr', '-lpm')
     assert out.returncode == 0, out.stderr
     metric_lines = [l for l in out.stdout.splitlines() if l.startswith('Recall@5')]
@@ -59,24 +47,24 @@ def test_load_evaluate_several_test_files_and_primary_metric(root, files, traine
     assert len(pm) == 2 and float(pm[0].split(': ')[1]) == pytest.approx(float(metric_lines[0].split()[-1]), abs=1e-6)
 
 
-def test_param_file_and_pickled_data(root, files):
+def test_param_file_and_pickled_data(files):
     pf = files['dir'] / 'params.py'
     pf.write_text('from collections import OrderedDict\ngru4rec_params = OrderedDict([("loss", "cross-entropy"), '
                   '("final_act", "softmax"), ("layers", [32]), ("batch_size", 16), ("n_sample", 32), ("n_epochs", 1)])\n')
-    out = cli(root, 'run.py', files['pickle'], '-pf', str(pf), '-t', files['test'])
+    out = cli('run.py', files['pickle'], '-pf', str(pf), '-t', files['test'])
     assert out.returncode == 0, out.stderr
     assert 'Loading data from pickle file' in out.stdout and 'Loaded parameters from file' in out.stdout
     assert re.search(r'Recall@20: 0\.\d+', out.stdout)
 
 
-def test_recommend_cli(root, trained, files):
+def test_recommend_cli(trained, files):
     import pandas as pd
     item = str(pd.read_csv(files['test'], sep='\t').ItemId.iloc[0])
-    out = cli(root, 'recommend.py', trained[0], item, '-k', '3')
+    out = cli('recommend.py', trained[0], item, '-k', '3')
     assert out.returncode == 0, out.stderr
     rows = out.stdout.strip().splitlines()
     assert rows[0] == 'session\trank\titem\tscore' and len(rows) == 4
-    out = cli(root, 'recommend.py', trained[0], '--sessions', files['test'], '-k', '2')
+    out = cli('recommend.py', trained[0], '--sessions', files['test'], '-k', '2')
     assert out.returncode == 0 and len(out.stdout.strip().splitlines()) > 10
 
 
@@ -105,18 +93,18 @@ def error_cases(files, trained):
     ]
 
 
-def test_bad_input_gives_one_clear_error_and_exit_1(root, files, trained):
+def test_bad_input_gives_one_clear_error_and_exit_1(files, trained):
     for args, fragment in error_cases(files, trained):
-        out = cli(root, *args)
+        out = cli(*args)
         assert out.returncode == 1, (args, out.stdout, out.stderr)
         err = [l for l in out.stderr.splitlines() if l.strip()]
         assert len(err) == 1 and err[0].startswith('ERROR: ') and fragment in err[0], (args, out.stderr)
         assert 'Traceback' not in out.stdout + out.stderr
 
 
-def test_failed_training_writes_no_model_file(root, files):
+def test_failed_training_writes_no_model_file(files):
     target = files['dir'] / 'never.pickle'
     (files['dir'] / 'only_header.tsv').write_text('SessionId\tItemId\tTime\n')
-    out = cli(root, 'run.py', str(files['dir'] / 'only_header.tsv'), '-ps', PARAMS, '-s', str(target))
+    out = cli('run.py', str(files['dir'] / 'only_header.tsv'), '-ps', PARAMS, '-s', str(target))
     assert out.returncode == 1 and not target.exists()
     assert not [f for f in os.listdir(files['dir']) if '.tmp-' in f]
