@@ -32,6 +32,12 @@ def _count_rows(scores, target):
     return greater, equal
 
 
+def rank_counts_numpy(scores, target):
+    """(greater, equal) counts on numpy arrays, for models that score outside a PyTensor graph."""
+    scores = np.ascontiguousarray(scores)
+    return _count_rows(scores, np.ascontiguousarray(target, dtype=scores.dtype))
+
+
 class RankCounts(Op):
     """(greater, equal) counts of ``scores[i, :]`` against ``target[i]``."""
     __props__ = ()

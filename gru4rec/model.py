@@ -334,25 +334,13 @@ class GRU4Rec(ParamSet):
         'cpu', run.py --sample_store_on_cpu) is accepted for the original's interface; on the CPU
         device both mean host memory.
         """
-        keys = [self.session_key, self.item_key, self.time_key]
-        missing = [k for k in keys if k not in data.columns]
-        if missing:
-            raise UserError('Training data has no column(s): {}'.format(', '.join(missing)))
-        if len(data) < 2:
-            raise UserError('Training data needs at least two events')
+        events = datatools.TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
         self.error_during_train = False
         self._compiled = {}
         self._predict_state = None
-        data = data[keys].copy()
-        data[self.item_key] = data[self.item_key].astype(str)
-        itemids = data[self.item_key].unique()
-        self.itemidmap = pd.Series(np.arange(len(itemids), dtype=np.int32), index=itemids, name='ItemIdx')
-        datatools.sort_if_needed(data, [self.session_key, self.time_key], verbose)
-        item_idx = self.itemidmap[data[self.item_key].values].values.astype(np.int32)
-        offsets = datatools.session_offsets(data[self.session_key].values)
+        data, self.itemidmap = events.data, events.itemidmap
+        item_idx, offsets = events.items, events.offsets
         n_sessions = len(offsets) - 1
-        if n_sessions < 1 or (offsets[1:] - offsets[:-1]).max() < 2:
-            raise UserError('Training data has no session with at least two events')
         self.weights = self._init_weights()
         self._shared_weights()
         support = np.bincount(item_idx, minlength=self.n_items).astype('float32')

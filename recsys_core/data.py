@@ -86,3 +86,33 @@ def session_offsets(sessions):
     starts = np.flatnonzero(sessions[1:] != sessions[:-1]) + 1
     return np.concatenate([[0], starts, [len(sessions)]]).astype(np.int64)
 
+
+
+class TrainingEvents:
+    """Training events as models consume them: session-sorted, items mapped to 0..n_items-1.
+
+    ``data`` keeps the key columns (item ids as strings); ``itemidmap`` maps item id -> index in
+    order of first appearance (the original's); ``items`` is the item index of each event and
+    ``offsets`` the session start offsets plus the end.
+    """
+
+    def __init__(self, data, session_key, item_key, time_key, verbose=True):
+        keys = [session_key, item_key, time_key]
+        missing = [k for k in keys if k not in data.columns]
+        if missing:
+            raise UserError('Training data has no column(s): {}'.format(', '.join(missing)))
+        if len(data) < 2:
+            raise UserError('Training data needs at least two events')
+        data = data[keys].copy()
+        data[item_key] = data[item_key].astype(str)
+        itemids = data[item_key].unique()
+        self.itemidmap = pd.Series(np.arange(len(itemids), dtype=np.int32), index=itemids, name='ItemIdx')
+        self.data = sort_if_needed(data, [session_key, time_key], verbose)
+        self.items = self.itemidmap[self.data[item_key].values].values.astype(np.int32)
+        self.offsets = session_offsets(self.data[session_key].values)
+        if len(self.offsets) < 2 or (self.offsets[1:] - self.offsets[:-1]).max() < 2:
+            raise UserError('Training data has no session with at least two events')
+
+    @property
+    def n_items(self):
+        return len(self.itemidmap)

@@ -212,9 +212,9 @@ def test_failed_save_leaves_existing_file_intact(tmp_path, xe_model, monkeypatch
     path.write_bytes(b'previous contents')
     import recsys_core.persistence as persistence
 
-    def boom(*a, **k):
+    def boom(*a, **k):  # fails after the temporary file has been written
         raise OSError('disk full')
-    monkeypatch.setattr(persistence.pickle, 'dump', boom)
+    monkeypatch.setattr(persistence.os, 'fsync', boom)
     with pytest.raises(OSError):
         xe_model.savemodel(str(path))
     assert path.read_bytes() == b'previous contents'

@@ -1,0 +1,114 @@
+"""What every baseline shares: parameters, fitting on TrainingEvents, model files, and the
+session ranker that recsys_core.evaluation drives (scores in numpy, ranks by counting)."""
+import time
+
+import numpy as np
+import pandas as pd
+
+from gpu_ops.ranking import rank_counts_numpy
+from recsys_core.data import TrainingEvents
+from recsys_core.errors import UserError
+from recsys_core.params import Param, ParamSet
+from recsys_core.persistence import load_model, save_model
+
+KEY_PARAMS = [Param('session_key', 'SessionId'), Param('item_key', 'ItemId'), Param('time_key', 'Time')]
+
+
+def positive(v):
+    return None if v > 0 else 'must be positive'
+
+
+def non_negative(v):
+    return None if v >= 0 else 'must be non-negative'
+
+
+class SessionBaseline(ParamSet):
+    """A model that scores every item for each session from statistics of the training data.
+
+    Subclasses implement ``_fit(events, verbose) -> dict of numpy arrays`` and
+    ``_scores(histories, inp) -> (n, n_items) float64`` where ``histories[i]`` lists the item
+    indices of slot i's session so far (the current item last) and ``inp`` holds the current items.
+    """
+
+    def __init__(self, **kwargs):
+        self.itemidmap = None
+        self.stats = None
+        super().__init__(**kwargs)
+
+    @property
+    def n_items(self):
+        return len(self.itemidmap)
+
+    def fit(self, data, sample_store=None, store_type=None, verbose=True):
+        """Fit on a DataFrame of events; sample_store/store_type are run.py's and unused here."""
+        t0 = time.time()
+        events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
+        self.itemidmap = events.itemidmap
+        self.stats = self._fit(events, verbose)
+        if verbose:
+            print('Fitted {} on {} events of {} items in {:.2f}s'.format(type(self).__name__, len(events.items),
+                                                                        self.n_items, time.time() - t0))
+        return self
+
+    def check_trained(self):
+        if self.stats is None:
+            raise UserError('The model has not been trained')
+
+    def item_indices(self, item_ids):
+        ids = pd.Index(np.asarray(item_ids).astype(str))
+        idx = self.itemidmap.reindex(ids).values
+        if np.isnan(idx).any():
+            raise UserError('Unknown item id(s): {}'.format(', '.join(ids[np.isnan(idx)][:10])))
+        return idx.astype(np.int32)
+
+    def session_ranker(self, batch_size, mode='standard', items=None):
+        self.check_trained()
+        item_idx = np.zeros(0, dtype=np.int32) if items is None else self.item_indices(items)
+        return BaselineRanker(self, batch_size, mode, item_idx)
+
+    def get_state(self):
+        return {'params': dict(self.get_params()), 'item_ids': self.itemidmap.index.values, 'stats': dict(self.stats)}
+
+    @classmethod
+    def from_state(cls, state):
+        model = cls()
+        for k, v in state['params'].items():
+            setattr(model, k, v)
+        model.itemidmap = pd.Series(np.arange(len(state['item_ids']), dtype=np.int32), index=state['item_ids'],
+                                    name='ItemIdx')
+        model.stats = dict(state['stats'])
+        return model
+
+    def savemodel(self, path):
+        self.check_trained()
+        save_model(self, path)
+
+    @classmethod
+    def loadmodel(cls, path):
+        return load_model(path, cls)
+
+
+class BaselineRanker:
+    """Per-slot session histories; each step scores, counts items above/equal to the target."""
+
+    def __init__(self, model, batch_size, mode, items):
+        self.model, self.items = model, items
+        self.histories = [[] for _ in range(batch_size)]
+        self.rng = np.random.RandomState(42) if mode == 'tiebreaking' else None
+
+    def step(self, inp, out, last):
+        for h, x in zip(self.histories, inp):
+            h.append(int(x))
+        scores = self.model._scores(self.histories, np.asarray(inp))
+        if self.rng is not None:  # the original's tie breaking: tiny uniform noise on every score
+            scores = scores + self.rng.rand(*scores.shape) * 1e-10
+        rows = np.arange(len(inp))
+        target = scores[rows, np.asarray(out)]
+        others = scores[:, self.items] if len(self.items) else scores
+        greater, equal = rank_counts_numpy(others, target)
+        for i in np.flatnonzero(last):
+            self.histories[i] = []
+        return greater, equal
+
+    def shrink(self, keep):
+        self.histories = [h for h, k in zip(self.histories, keep) if k]
