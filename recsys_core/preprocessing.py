@@ -40,22 +40,20 @@ def read_raw_csv(path, columns, sep=',', header=True, names=None, chunk_rows=CHU
         else:
             usecols = [i for i, n in enumerate(names) if n in aliases]
         try:
-            reader = pd.read_csv(f, sep=sep, header=None, dtype=str, chunksize=chunk_rows, keep_default_na=False,
-                                 na_values=[], engine='c', on_bad_lines='error')
+            fields = head if header else list(names)
+            # one spare column catches lines with extra fields (pandas would shift them into an index)
+            reader = pd.read_csv(f, sep=sep, header=None, names=list(range(len(fields) + 1)), index_col=False,
+                                 dtype=str, chunksize=chunk_rows, keep_default_na=False, na_values=[], engine='c',
+                                 on_bad_lines='error')
             line = first_line
-            for chunk in reader:
-                if header:
-                    if chunk.shape[1] != len(head):
-                        raise UserError('{}, line {}: expected {} fields, found {}'.format(
-                            path, line, len(head), chunk.shape[1]))
-                    chunk.columns = head
-                    chunk = chunk[usecols].rename(columns=rename)
-                else:
-                    if chunk.shape[1] < len(names):
-                        raise UserError('{}, line {}: expected {} fields, found {}'.format(
-                            path, line, len(names), chunk.shape[1]))
-                    chunk = chunk.iloc[:, usecols]
-                    chunk.columns = [names[i] for i in usecols]
+            for chunk in _chunks_or_error(reader, path, line):
+                extra = chunk[len(fields)].fillna('').values != ''
+                if extra.any():
+                    raise UserError('{}, line {}: expected {} fields, found more'.format(
+                        path, line + int(np.argmax(extra)), len(fields)))
+                chunk = chunk.iloc[:, :len(fields)]
+                chunk.columns = fields
+                chunk = chunk[usecols].rename(columns=rename) if header else chunk[[names[i] for i in usecols]]
                 yield line, chunk
                 line += len(chunk)
                 print('\r{}: {:5.1f}% read ({} lines)'.format(label, 100.0 * f.tell() / size, line - first_line),
@@ -66,6 +64,17 @@ def read_raw_csv(path, columns, sep=',', header=True, names=None, chunk_rows=CHU
             raise UserError('{}: not a text file ({})'.format(path, e)) from None
         finally:
             print('', file=sys.stderr)
+
+
+def _chunks_or_error(reader, path, line):
+    """Chunks of ``reader``; pandas's data-loss warning (far too many fields) becomes a UserError."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', pd.errors.ParserWarning)
+        try:
+            yield from reader
+        except pd.errors.ParserWarning:
+            raise UserError('{}: a line after line {} has far more fields than the header'.format(path, line)) from None
 
 
 def _parser_message(err, first_line):

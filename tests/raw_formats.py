@@ -104,3 +104,13 @@ def write_diginetica(folder, T=1464739200000, span=7 * 86400000):
         for s, _, item, t in rows:
             day_ms = first[s] // 86400000 * 86400000
             f.write('{};NA;{};{};{}\n'.format(s, item, t - day_ms, _iso(day_ms // 1000, '%Y-%m-%d')))
+
+
+def write_retailrocket_from(df, folder, T=1442545200000):
+    """Render generated sessions (SessionId, ItemId, Time in s) as RetailRocket events, one visitor per
+    session, time stretched 30x to span about a month ending two days after the split point."""
+    t = T + 2 * 86400000 - (df.Time.max() - df.Time.values) * 30 * 1000
+    with open(str(folder / 'events.csv'), 'w') as f:
+        f.write('timestamp,visitorid,event,itemid,transactionid\n')
+        for ts, v, item in zip(t, df.SessionId.values, df.ItemId.values):
+            f.write('{},{},view,{},\n'.format(ts, v, item))
