@@ -31,7 +31,8 @@ def _frame(session, item, time, order=None):
 
 
 def _yoochoose_clicks(path, seconds):
-    """(session, item, time) of a yoochoose .dat file: no header; session, ISO timestamp, item, category."""
+    """(session, item, time, row label) of a yoochoose .dat file: no header; session, ISO timestamp,
+    item, category. The row label is the row's position in its file."""
     parts = []
     for line, chunk in read_raw_csv(path, ['session', 'time', 'item'], header=False,
                                     names=['session', 'time', 'item', 'category']):
@@ -40,28 +41,38 @@ def _yoochoose_clicks(path, seconds):
                       parse_column(chunk.time.values, seconds, path, line, 'timestamp')))
     if not parts:
         raise UserError('{} has no events'.format(path))
-    return [np.concatenate(p) for p in zip(*parts)]
+    s, i, t = [np.concatenate(p) for p in zip(*parts)]
+    return s, i, t, np.arange(len(s))
 
 
 def _fractional_seconds(values):
+    """Seconds as the RSC15 script computes them: whole seconds + microseconds / 1e6 (a float)."""
     stamps = pd.to_datetime(pd.Series(values), format='%Y-%m-%dT%H:%M:%S.%fZ', utc=True)
     if stamps.isna().any():
         raise ValueError('missing timestamp')
-    return stamps.values.astype('datetime64[ns]').astype(np.int64) / 1e9
+    ns = stamps.values.astype('datetime64[ns]').astype(np.int64)
+    return (ns // 10 ** 9) + (ns % 10 ** 9 // 1000) / 1e6
 
 
 def read_rsc15(rawdir):
     """RSC15: yoochoose-clicks.dat, times with fractions of a second, no repeat removal."""
-    s, i, t = _yoochoose_clicks(_raw(rawdir, 'yoochoose-clicks.dat'), _fractional_seconds)
+    s, i, t, _ = _yoochoose_clicks(_raw(rawdir, 'yoochoose-clicks.dat'), _fractional_seconds)
     return _frame(s, i, t)
 
 
 def read_yoochoose(rawdir):
-    """Yoochoose: clicks and the challenge's test clicks together, whole seconds, sorted by (session, time, item)."""
+    """Yoochoose: clicks and the challenge's test clicks together, whole seconds, sorted by (session, time, item).
+
+    The published script concatenates the two files keeping each file's row labels, so every later
+    drop also removes the other file's row with the same label; RowLabel carries that (see
+    recsys_core.preprocessing.drop_rows) so the splits are the published ones.
+    """
     parts = [_yoochoose_clicks(_raw(rawdir, f), to_datetime_seconds('%Y-%m-%dT%H:%M:%S.%fZ'))
              for f in ('yoochoose-clicks.dat', 'yoochoose-test.dat')]
-    s, i, t = [np.concatenate(p) for p in zip(*parts)]
-    return _frame(s, i, t, np.lexsort((i, t, s)))
+    s, i, t, label = [np.concatenate(p) for p in zip(*parts)]
+    df = _frame(s, i, t, np.lexsort((i, t, s)))
+    df['RowLabel'] = label[np.lexsort((i, t, s))]
+    return df
 
 
 def read_rees46(rawdir):

@@ -145,12 +145,24 @@ def sessions_by_gap(user, time, gap):
     return np.cumsum(new)
 
 
+def drop_rows(df, drop):
+    """``df`` without the rows flagged in ``drop``.
+
+    Emulates the Yoochoose script, whose concatenated files share row labels: there every drop
+    also removes the rows of the other file with the same label. Frames carrying a ``RowLabel``
+    column get that behaviour; others drop exactly the flagged rows.
+    """
+    if 'RowLabel' in df.columns and drop.any():
+        drop = drop | df.RowLabel.isin(df.RowLabel.values[drop]).values
+    return df[~drop]
+
+
 def drop_consecutive_repeats(df):
     """Drop an event when the previous event (in the given order) is the same item in the same session."""
     s, i = df.SessionId.values, df.ItemId.values
     dup = np.zeros(len(df), dtype=bool)
     dup[1:] = (s[1:] == s[:-1]) & (i[1:] == i[:-1])
-    return df[~dup]
+    return drop_rows(df, dup)
 
 
 def filter_until_stable(df, min_item_support=5, verbose=True):
@@ -159,9 +171,9 @@ def filter_until_stable(df, min_item_support=5, verbose=True):
     while len(df) != previous:
         previous = len(df)
         lengths = df.groupby('SessionId').size()
-        df = df[df.SessionId.isin(lengths[lengths > 1].index)]
+        df = drop_rows(df, df.SessionId.isin(lengths[lengths == 1].index).values)
         support = df.groupby('ItemId').size()
-        df = df[df.ItemId.isin(support[support >= min_item_support].index)]
+        df = drop_rows(df, df.ItemId.isin(support[support < min_item_support].index).values)
         if verbose:
             print('  filtering: {} events, {} sessions, {} items'.format(len(df), df.SessionId.nunique(),
                                                                        df.ItemId.nunique()))

@@ -158,3 +158,16 @@ def test_reproduce_bad_input(tmp_path):
         in out.stderr
     out = cli('-m', 'gru4rec.reproduce', 'movielens', str(tmp_path))
     assert out.returncode == 1 and "has no row for 'movielens'" in out.stderr
+
+
+def test_yoochoose_drops_follow_the_scripts_shared_row_labels(tmp_path):
+    # clicks row 1 repeats row 0 (dropped); the test file's row 1 shares its label and goes too, as in
+    # the published script (pd.concat without ignore_index, then drop by label)
+    (tmp_path / 'yoochoose-clicks.dat').write_text('1,2014-09-01T10:00:00.000Z,5,0\n1,2014-09-01T10:01:00.000Z,5,0\n'
+                                                   '1,2014-09-01T10:02:00.000Z,6,0\n')
+    (tmp_path / 'yoochoose-test.dat').write_text('9,2014-09-02T10:00:00.000Z,5,0\n9,2014-09-02T10:01:00.000Z,6,0\n'
+                                                 '9,2014-09-02T10:02:00.000Z,5,0\n')
+    from gru4rec.raw_datasets import read_yoochoose
+    from recsys_core.preprocessing import drop_consecutive_repeats
+    kept = drop_consecutive_repeats(read_yoochoose(str(tmp_path)))
+    assert list(zip(kept.SessionId, kept.ItemId)) == [(1, 5), (1, 6), (9, 5), (9, 5)]
