@@ -99,7 +99,10 @@ def read_rees46(rawdir):
     order = np.lexsort((p, t, u))
     u, p, t = u[order], p[order], t[order]
     session = sessions_by_gap(u, t, 3600)
-    return _frame(session, products.values[p], t)
+    ids = products.values
+    if pd.Series(ids).str.fullmatch(r'\d{1,18}').all():  # numeric ids (the real data): 8 bytes, not a str each
+        ids = ids.astype(np.int64)
+    return _frame(session, ids[p], t)
 
 
 def read_retailrocket(rawdir):

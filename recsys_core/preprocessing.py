@@ -9,7 +9,7 @@ import pandas as pd
 
 from .errors import UserError
 
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 500_000
 
 
 def read_raw_csv(path, columns, sep=',', header=True, names=None, chunk_rows=CHUNK_ROWS, label=None):
