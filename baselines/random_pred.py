@@ -14,10 +14,9 @@ class RandomPred(SessionBaseline):
     def _fit(self, events, verbose):
         return {}
 
-    def check_trained(self):
-        super().check_trained()
-        if not hasattr(self, '_rng'):
-            self._rng = np.random.RandomState(self.seed)
+    def session_ranker(self, batch_size, mode='standard', items=None):
+        self._rng = np.random.RandomState(self.seed)  # each evaluation sees the same random scores
+        return super().session_ranker(batch_size, mode, items)
 
     def _scores(self, histories, inp):
         return self._rng.rand(len(inp), self.n_items)

@@ -25,6 +25,25 @@ def _raw(rawdir, name):
     return path
 
 
+def _stack(parts, what):
+    """Concatenate per-chunk tuples of arrays column-wise; no chunk at all means no events."""
+    if not parts:
+        raise UserError('{} has no events'.format(what))
+    return [np.concatenate(x) for x in zip(*parts)]
+
+
+def _sessionize(user, item, time, gap, keep=None):
+    """Sort events by (user, time, item), start a session at a new user or a gap over ``gap``, and
+    return (session, item, time) of the events flagged in ``keep`` (all when None)."""
+    order = np.lexsort((item, time, user))
+    user, item, time = user[order], item[order], time[order]
+    session = sessions_by_gap(user, time, gap)
+    if keep is None:
+        return session, item, time
+    keep = keep[order]
+    return session[keep], item[keep], time[keep]
+
+
 def _frame(session, item, time, order=None):
     df = pd.DataFrame({'SessionId': session, 'ItemId': item, 'Time': time})
     return df if order is None else df.iloc[order].reset_index(drop=True)
@@ -39,9 +58,7 @@ def _yoochoose_clicks(path, seconds):
         parts.append((parse_column(chunk.session.values, to_int, path, line, 'session id'),
                       parse_column(chunk.item.values, to_int, path, line, 'item id'),
                       parse_column(chunk.time.values, seconds, path, line, 'timestamp')))
-    if not parts:
-        raise UserError('{} has no events'.format(path))
-    s, i, t = [np.concatenate(p) for p in zip(*parts)]
+    s, i, t = _stack(parts, path)
     return s, i, t, np.arange(len(s))
 
 
@@ -70,8 +87,9 @@ def read_yoochoose(rawdir):
     parts = [_yoochoose_clicks(_raw(rawdir, f), to_datetime_seconds('%Y-%m-%dT%H:%M:%S.%fZ'))
              for f in ('yoochoose-clicks.dat', 'yoochoose-test.dat')]
     s, i, t, label = [np.concatenate(p) for p in zip(*parts)]
-    df = _frame(s, i, t, np.lexsort((i, t, s)))
-    df['RowLabel'] = label[np.lexsort((i, t, s))]
+    order = np.lexsort((i, t, s))
+    df = _frame(s, i, t, order)
+    df['RowLabel'] = label[order]
     return df
 
 
@@ -93,12 +111,7 @@ def read_rees46(rawdir):
             t = parse_column(chunk.event_time.values[view], to_datetime_seconds('%Y-%m-%d %H:%M:%S UTC'), path, line,
                              'event_time')
             parts.append((u[view].astype(np.int32), p[view].astype(np.int32), t))
-    if not parts:
-        raise UserError('The Rees46 files have no view events')
-    u, p, t = [np.concatenate(x) for x in zip(*parts)]
-    order = np.lexsort((p, t, u))
-    u, p, t = u[order], p[order], t[order]
-    session = sessions_by_gap(u, t, 3600)
+    session, p, t = _sessionize(*_stack(parts, 'The Rees46 files'), 3600)
     ids = products.values
     if pd.Series(ids).str.fullmatch(r'\d{1,18}').all():  # numeric ids (the real data): 8 bytes, not a str each
         ids = ids.astype(np.int64)
@@ -114,13 +127,8 @@ def read_retailrocket(rawdir):
                       parse_column(chunk.itemid.values, to_int, path, line, 'itemid'),
                       parse_column(chunk.timestamp.values, to_int, path, line, 'timestamp'),
                       chunk.event.values == 'view'))
-    if not parts:
-        raise UserError('{} has no events'.format(path))
-    v, i, t, view = [np.concatenate(x) for x in zip(*parts)]
-    order = np.lexsort((i, t, v))
-    v, i, t, view = v[order], i[order], t[order], view[order]
-    session = sessions_by_gap(v, t, 3600 * 1000)
-    return _frame(session[view], i[view], t[view])
+    v, i, t, view = _stack(parts, path)
+    return _frame(*_sessionize(v, i, t, 3600 * 1000, view))
 
 
 def read_coveo(rawdir):
@@ -140,13 +148,8 @@ def read_coveo(rawdir):
         parts.append((sessions(chunk.session.values), products(chunk.sku.values),
                       parse_column(chunk.time.values, to_int, path, line, 'server_timestamp_epoch_ms'),
                       chunk.action.values == 'detail'))
-    if not parts:
-        raise UserError('{} has no events'.format(path))
-    s, i, t, detail = [np.concatenate(x) for x in zip(*parts)]
-    order = np.lexsort((i, t, s))
-    s, i, t, detail = s[order], i[order], t[order], detail[order]
-    session = sessions_by_gap(s, t, 3600 * 1000)
-    s, i, t = session[detail], i[detail], t[detail]
+    s, i, t, detail = _stack(parts, path)
+    s, i, t = _sessionize(s, i, t, 3600 * 1000, detail)
     return _frame(s, i, t, np.lexsort((i, t, s)))
 
 
@@ -161,9 +164,7 @@ def read_diginetica(rawdir):
                       parse_column(chunk.item.values, to_int, path, line, 'item id'),
                       parse_column(chunk.timeframe.values, to_int, path, line, 'timeframe'),
                       parse_column(chunk.date.values, to_datetime_seconds('%Y-%m-%d'), path, line, 'eventdate')))
-    if not parts:
-        raise UserError('{} has no events'.format(path))
-    s, i, frame, day = [np.concatenate(x) for x in zip(*parts)]
+    s, i, frame, day = _stack(parts, path)
     first_day = pd.Series(day).groupby(s).transform('min').values
     t = first_day * 1000 + frame
     return _frame(s, i, t, np.lexsort((i, t, s)))

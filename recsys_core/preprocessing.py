@@ -2,7 +2,9 @@
 line-numbered errors, sessionisation by inactivity gap, removal of consecutive repeats, iterative
 filtering of short sessions and rare items, time-based splits, statistics, atomic TSV output."""
 import os
+import re
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -68,7 +70,6 @@ def read_raw_csv(path, columns, sep=',', header=True, names=None, chunk_rows=CHU
 
 def _chunks_or_error(reader, path, line):
     """Chunks of ``reader``; pandas's data-loss warning (far too many fields) becomes a UserError."""
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter('error', pd.errors.ParserWarning)
         try:
@@ -79,7 +80,6 @@ def _chunks_or_error(reader, path, line):
 
 def _parser_message(err, first_line):
     """pandas counts lines from where it started reading; report file line numbers instead."""
-    import re
     text = str(err).strip()
     m = re.search(r'line (\d+)', text)
     if m:

@@ -11,7 +11,6 @@ from conftest import cli
 
 from gru4rec import GRU4Rec
 from gru4rec.preprocess import preprocess
-from recsys_core.errors import UserError
 from recsys_core.evaluation import evaluate_sessions
 from recsys_core.synthetic import generate_sessions
 

@@ -10,7 +10,7 @@ from ..persistence import write_bytes_atomic
 
 
 def best_trial(study):
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return max(complete, key=lambda t: t.value) if complete else None
 
 
