@@ -27,7 +27,8 @@ def build_parser():
     p.add_argument('-m', '--measure', metavar='AT', type=int, nargs='?', default=20, help='Recommendation list length the trials are measured at (a single value). (Default: 20)')
     p.add_argument('-nt', '--ntrials', metavar='NT', type=int, nargs='?', default=50, help='Number of trials in the study (counted over every worker and every resumed run). (Default: 50)')
     p.add_argument('-fm', '--final_measure', metavar='AT', type=int, nargs='*', default=[20], help='List lengths to measure the best parameters at after the search. (Default: 20)')
-    p.add_argument('-pm', '--primary_metric', metavar='METRIC', choices=['recall', 'mrr'], default='recall', help='Metric to maximise, recall or mrr. (Default: recall)')
+    p.add_argument('-pm', '--primary_metric', metavar='METRIC', choices=['recall', 'mrr', 'ndcg'], default='recall', help='Metric to maximise, recall or mrr (ndcg with --protocol last, where recall means HR). (Default: recall)')
+    p.add_argument('--protocol', metavar='P', choices=['next', 'last'], default='next', help='Evaluation protocol of the trials, as run.py --protocol: next (every next event) or last (last item of each sequence). (Default: next)')
     p.add_argument('-e', '--eval_type', metavar='EVAL_TYPE', choices=['standard', 'conservative', 'median', 'tiebreaking'], default='standard', help='How to rank items with the same score as the target: standard, conservative, median or tiebreaking. (Default: standard)')
     p.add_argument('-ik', '--item_key', metavar='IK', type=str, default='ItemId', help='Column name of the item IDs (default: ItemId).')
     p.add_argument('-sk', '--session_key', metavar='SK', type=str, default='SessionId', help='Column name of the session IDs (default: SessionId).')
@@ -55,6 +56,8 @@ def check_args(args):
         raise UserError('--heartbeat must be at least 1 second')
     if args.measure is None or args.measure < 1 or not args.final_measure or min(args.final_measure) < 1:
         raise UserError('-m and -fm values must be positive integers')
+    if args.primary_metric == 'ndcg' and args.protocol != 'last':
+        raise UserError('-pm ndcg needs --protocol last')
     if args.study_name is not None and not args.study_name.strip():
         raise UserError('--study-name must not be empty')
 
@@ -100,6 +103,8 @@ def main(argv=None):
               'fixed': join_params(fixed), 'space': [p.as_dict() for p in space], 'measure': args.measure,
               'primary_metric': args.primary_metric, 'eval_type': args.eval_type,
               'keys': [args.session_key, args.item_key, args.time_key]}
+    if args.protocol != 'next':  # only then, so studies started before --protocol existed keep their names
+        config['protocol'] = args.protocol
     stem = os.path.splitext(os.path.basename(args.path))[0]
     name = args.study_name or '{}-{}-{}'.format(args.gru4rec_model, stem, config_fingerprint(config))
     folder = os.path.join(args.out_dir, name)
@@ -113,7 +118,7 @@ def main(argv=None):
 
     run_cfg = {'train': args.path, 'test': args.test, 'model': args.gru4rec_model, 'primary_metric': args.primary_metric,
                'eval_type': args.eval_type, 'item_key': args.item_key, 'session_key': args.session_key,
-               'time_key': args.time_key, 'device': args.device}
+               'time_key': args.time_key, 'device': args.device, 'protocol': args.protocol}
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     print_lock = threading.Lock()
 

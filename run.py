@@ -29,7 +29,8 @@ def build_parser():
     p.add_argument('-ik', '--item_key', metavar='IK', type=str, default='ItemId', help='Column name of the item IDs (default: ItemId).')
     p.add_argument('-sk', '--session_key', metavar='SK', type=str, default='SessionId', help='Column name of the session IDs (default: SessionId).')
     p.add_argument('-tk', '--time_key', metavar='TK', type=str, default='Time', help='Column name of the timestamps (default: Time).')
-    p.add_argument('-pm', '--primary_metric', metavar='METRIC', choices=['recall', 'mrr'], default='recall', help='Primary metric, recall or mrr (e.g. for paropt). (Default: recall)')
+    p.add_argument('-pm', '--primary_metric', metavar='METRIC', choices=['recall', 'mrr', 'ndcg'], default='recall', help='Primary metric, recall or mrr (e.g. for paropt); ndcg with --protocol last, where recall means HR. (Default: recall)')
+    p.add_argument('--protocol', metavar='P', choices=['next', 'last'], default='next', help='next: rank every next event of the test sessions (GRU4Rec, Recall/MRR); last: rank only the last item of each test sequence (NextItNet/CpRec, HR/MRR/NDCG). (Default: next)')
     p.add_argument('-lpm', '--log_primary_metric', action='store_true', help='Print the primary metric at the first cut-off as `PRIMARY METRIC: value` after each evaluation.')
     return p
 
@@ -40,9 +41,12 @@ def main(argv=None):
         raise UserError('Exactly one of the following parameters must be provided: --parameter_string, --parameter_file, --load_model')
     if min(args.measure) < 1:
         raise UserError('-m/--measure values must be positive integers')
+    if args.primary_metric == 'ndcg' and args.protocol != 'last':
+        raise UserError('-pm ndcg needs --protocol last')
     backend.configure(args.device, verbose=True)
     from recsys_core.data import load_events
     from recsys_core.evaluation import evaluate_sessions
+    from recsys_core.last_item_eval import evaluate_last_items
     from recsys_core.params import load_param_file, parse_param_string
     from recsys_core.persistence import load_model
     keys = dict(session_key=args.session_key, item_key=args.item_key, time_key=args.time_key)
@@ -75,18 +79,27 @@ def main(argv=None):
             model.savemodel(args.save_model)
     if args.test:
         model.check_trained()
-        pm_index = 0 if args.primary_metric == 'recall' else 1
         for test_file in args.test:
             print('Loading test data...')
             test_data = load_events(test_file, args.session_key, args.item_key, args.time_key)
             print('Starting evaluation (cut-off={}, using {} mode for tiebreaking)'.format(args.measure, args.eval_type))
             t0 = time.time()
-            res = evaluate_sessions(model, test_data, batch_size=512, cut_off=args.measure, mode=args.eval_type, **keys)
-            print('Evaluation took {:.2f}s'.format(time.time() - t0))
-            for i, c in enumerate(args.measure):
-                print('Recall@{}: {:.6f} MRR@{}: {:.6f}'.format(c, res[0][i], c, res[1][i]))
+            if args.protocol == 'last':
+                res = evaluate_last_items(model, test_data, cut_off=args.measure, mode=args.eval_type, **keys)
+                print('Evaluation took {:.2f}s'.format(time.time() - t0))
+                for i, c in enumerate(args.measure):
+                    print('HR@{}: {:.6f} MRR@{}: {:.6f} NDCG@{}: {:.6f}'.format(c, res['hr'][i], c, res['mrr'][i], c,
+                                                                           res['ndcg'][i]))
+                primary = res[{'recall': 'hr', 'mrr': 'mrr', 'ndcg': 'ndcg'}[args.primary_metric]][0]
+            else:
+                res = evaluate_sessions(model, test_data, batch_size=512, cut_off=args.measure, mode=args.eval_type,
+                                        **keys)
+                print('Evaluation took {:.2f}s'.format(time.time() - t0))
+                for i, c in enumerate(args.measure):
+                    print('Recall@{}: {:.6f} MRR@{}: {:.6f}'.format(c, res[0][i], c, res[1][i]))
+                primary = res[0 if args.primary_metric == 'recall' else 1][0]
             if args.log_primary_metric:
-                print('PRIMARY METRIC: {}'.format(res[pm_index][0]))
+                print('PRIMARY METRIC: {}'.format(primary))
     return 0
 
 

@@ -6,17 +6,25 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .sequences import looks_like_sequence_file, read_sequence_file
 
 
 def load_events(path, session_key='SessionId', item_key='ItemId', time_key='Time', verbose=True):
     """Load a session event file; item ids are kept as strings, as the original does.
 
+    Formats: TAB separated with a header, a pickled DataFrame (.pickle/.pkl), or a sequence-per-line
+    file (NextItNet's format, recognised by having no TAB; see recsys_core.sequences).
     Raises UserError for a missing file, a missing column, an unreadable file or an empty file.
     """
     if not os.path.isfile(path):
         raise UserError('Data file not found: {}'.format(path))
     keys = [session_key, item_key, time_key]
-    if path.endswith('.pickle') or path.endswith('.pkl'):
+    is_pickle = path.endswith('.pickle') or path.endswith('.pkl')
+    if not is_pickle and looks_like_sequence_file(path):
+        if verbose:
+            print('Loading data from sequence-per-line file: {}'.format(path))
+        return read_sequence_file(path, session_key, item_key, time_key)
+    if is_pickle:
         if verbose:
             print('Loading data from pickle file: {}'.format(path))
         try:

@@ -140,3 +140,31 @@ class Optimizer:
             step = -delta
         step = pt.cast(step, full.dtype)
         updates[full] = full + step if rows is None else pt.inc_subtensor(full[rows], step)
+
+
+class DenseAdam:
+    """TensorFlow 1.x's Adam, the optimizer NextItNet and CpRec were published with.
+
+    p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), every element every step
+    (TF's sparse Adam decays m and v of all rows too, so embeddings are updated densely as well).
+    """
+
+    def __init__(self, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8):
+        self.lr, self.beta1, self.beta2, self.epsilon = learning_rate, beta1, beta2, epsilon
+        self.state = []
+
+    def updates(self, cost, params):
+        grads = pytensor.grad(cost, list(params))
+        t = pytensor.shared(np.float32(0), name='adam_t')
+        self.state.append(t)
+        t_new = t + 1
+        lr_t = self.lr * pt.sqrt(1 - self.beta2 ** t_new) / (1 - self.beta1 ** t_new)
+        updates = OrderedDict([(t, t_new)])
+        for p, g in zip(params, grads):
+            m, v = _zeros_like_shared(p, name='m'), _zeros_like_shared(p, name='v')
+            self.state += [m, v]
+            m_new = self.beta1 * m + (1 - self.beta1) * g
+            v_new = self.beta2 * v + (1 - self.beta2) * g ** 2
+            updates[m], updates[v] = m_new, v_new
+            updates[p] = p - pt.cast(lr_t * m_new / (pt.sqrt(v_new) + self.epsilon), p.dtype)
+        return updates

@@ -40,6 +40,8 @@ def run_py_command(cfg, params, measure, log_primary_metric):
            '-ik', cfg['item_key'], '-sk', cfg['session_key'], '-tk', cfg['time_key']]
     if cfg.get('device'):
         cmd += ['-d', cfg['device']]
+    if cfg.get('protocol', 'next') != 'next':
+        cmd += ['--protocol', cfg['protocol']]
     if log_primary_metric:
         cmd.append('-lpm')
     return cmd

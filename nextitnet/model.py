@@ -1,0 +1,413 @@
+"""The NextItNet model: causal dilated residual CNN over left-padded item sequences.
+
+The class is also the base of CpRec: subclasses change the vocabulary order (``_vocabulary``), the
+weights (``_init_weights``), the input layer (``_embed``), which kernels each convolution uses
+(``_conv_names``), the training loss (``_train_loss``) and the evaluation scores (``_log_scores``).
+"""
+import time
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import pytensor
+import pytensor.tensor as pt
+
+from gpu_ops.ranking import rank_counts, ranks_from_counts
+from recsys_core.backend import compile_function
+from recsys_core.data import TrainingEvents
+from recsys_core.errors import UserError
+from recsys_core.optim import DenseAdam
+from recsys_core.params import Param, ParamSet
+from recsys_core.persistence import load_model, save_model
+from recsys_core.sequences import left_pad, sequences_from_events, windows
+
+from . import sampled_softmax
+from .backbone import receptive_field, residual_stack, truncated_normal
+
+PAD_TOKEN = '<PAD>'
+EVAL_BATCH = 256
+
+
+def positive(v):
+    return None if v > 0 else 'must be positive'
+
+
+def non_negative(v):
+    return None if v >= 0 else 'must be >= 0'
+
+
+def dilation_list(v):
+    return None if v and all(d > 0 for d in v) else 'must be a non-empty list of positive dilations (e.g. 1/2/1/2)'
+
+
+def fraction(v):
+    return None if 0 < v <= 1 else 'must be in (0, 1]'
+
+
+class NextItNet(ParamSet):
+    """NextItNet (Yuan et al., WSDM 2019) as released in fajieyuan/WSDM2019-nextitnet.
+
+    ``dilations`` lists one entry per residual block; a block's second convolution uses twice
+    that dilation ([1, 4] = layers with dilations 1, 2, 4, 8). Differences from the release:
+    - independent Python RNG: initial weights have the released distributions (and, with
+      ``tied_init``, the released identical start of same-shaped conv kernels), not TF's values;
+    - training uses every complete batch (the release's strict ``<`` also skipped the last full
+      batch when the row count was a multiple of the batch size); the fixed order is kept;
+    - sequences longer than ``max_len`` are cut into windows from their end (the README's advice)
+      instead of the loader's truncation;
+    - the padding/UNK class is never recommended: evaluation ranks real items only.
+    """
+
+    PARAMS = [
+        Param('dilated_channels', 100, positive, doc='residual width C (= embedding size)'),
+        Param('dilations', [1, 2, 1, 2, 1, 2], dilation_list, item_type=int),
+        Param('kernel_size', 3, positive),
+        Param('learning_rate', 0.001, positive),
+        Param('beta1', 0.9, lambda v: None if 0 <= v < 1 else 'must be in [0, 1)'),
+        Param('batch_size', 128, positive),
+        Param('n_epochs', 10, non_negative),
+        Param('max_len', 0, non_negative, doc='sequence length T; 0 = the longest training sequence'),
+        Param('is_negsample', False, doc='sampled softmax (TF log-uniform sampler) instead of the full softmax'),
+        Param('sample_percentage', 0.2, fraction, doc='sampled candidates as a fraction of the vocabulary'),
+        Param('tied_init', True, doc='same-shaped conv kernels start equal, as the release (op seed 1)'),
+        Param('seed', 42),
+        Param('session_key', 'SessionId'),
+        Param('item_key', 'ItemId'),
+        Param('time_key', 'Time'),
+    ]
+
+    def __init__(self, **kwargs):
+        self.weights = None
+        self.itemidmap = None
+        self.vocab = None
+        self.pad_index = None
+        self.seq_len = None
+        self.error_during_train = False
+        self.shared = None
+        self._compiled = {}
+        super().__init__(**kwargs)
+
+    # ----------------------------------------------------------------- vocabulary and data
+    @property
+    def n_vocab(self):
+        return len(self.vocab)
+
+    @property
+    def n_items(self):
+        return len(self.itemidmap)
+
+    def _vocabulary(self, item_ids, counts, n_pad):
+        """Vocabulary tokens in index order and the padding index.
+
+        NextItNet: index 0 is the padding/UNK class, items follow in order of first appearance.
+        item_ids are in first-appearance order; counts are their frequencies in the training rows.
+        """
+        return np.concatenate([[PAD_TOKEN], item_ids]).astype(object), 0
+
+    def _training_rows(self, data, verbose):
+        """Left-padded (rows, T) matrix in model indices, building the vocabulary on the way."""
+        events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
+        seqs = sequences_from_events(events.items, events.offsets)
+        longest = max(len(s) for s in seqs)
+        self.seq_len = self.max_len if self.max_len else longest
+        if self.seq_len < 2:
+            raise UserError('max_len must be at least 2 (an input and a target)')
+        pieces = [w for s in seqs for w in windows(s, self.seq_len)]
+        if not pieces:
+            raise UserError('Training data has no sequence with at least two items')
+        counts = np.bincount(np.concatenate(pieces), minlength=events.n_items)
+        n_pad = sum(self.seq_len - len(p) for p in pieces)
+        self.vocab, self.pad_index = self._vocabulary(events.itemidmap.index.values, counts, n_pad)
+        index = pd.Series(np.arange(len(self.vocab), dtype=np.int32), index=self.vocab)
+        remap = index[events.itemidmap.index.values].values.astype(np.int32)
+        self._set_itemidmap()
+        rows = left_pad([remap[p] for p in pieces], self.seq_len, self.pad_index)
+        if verbose:
+            print('{} training sequences of length {} ({} items, vocabulary {} with padding, receptive field {})'.format(
+                len(rows), self.seq_len, self.n_items, self.n_vocab, receptive_field(self.dilations, self.kernel_size)))
+        return rows
+
+    def _set_itemidmap(self):
+        keep = np.arange(len(self.vocab)) != self.pad_index
+        self.itemidmap = pd.Series(np.flatnonzero(keep).astype(np.int32), index=self.vocab[keep], name='ItemIdx')
+
+    # ----------------------------------------------------------------- weights
+    def _conv_names(self, block):
+        """Names of the (W, b) pairs of block ``block``'s two convolutions (no sharing)."""
+        return ('conv{}a'.format(block), 'conv{}b'.format(block))
+
+    def _distinct_convs(self):
+        return sorted({name for i in range(len(self.dilations)) for name in self._conv_names(i)},
+                      key=lambda n: (int(''.join(c for c in n if c.isdigit()) or 0), n))
+
+    def _init_weights(self):
+        rng = np.random.default_rng(self.seed)
+        C, k, V = self.dilated_channels, self.kernel_size, self.n_vocab
+        w = OrderedDict()
+        w['E'] = truncated_normal(rng, (V, C), 0.02)
+        w.update(self._init_convs(rng))
+        if self.is_negsample:
+            w['Ws'] = (rng.standard_normal((V, C)) * 0.01).astype('float32')
+            w['bs'] = np.full(V, 0.1, dtype='float32')
+        else:
+            w['Wo'] = truncated_normal(rng, (C, V), 0.02)
+            w['bo'] = np.zeros(V, dtype='float32')
+        return w
+
+    def _init_convs(self, rng):
+        C, k = self.dilated_channels, self.kernel_size
+        w = OrderedDict()
+        tied = truncated_normal(rng, (k, C, C), 0.02) if self.tied_init else None
+        for name in self._distinct_convs():
+            w[name + '_W'] = tied.copy() if tied is not None else truncated_normal(rng, (k, C, C), 0.02)
+            w[name + '_b'] = np.zeros(C, dtype='float32')
+        for i in range(len(self.dilations)):
+            for part in 'ab':
+                w['ln{}{}_g'.format(i, part)] = np.ones(C, dtype='float32')
+                w['ln{}{}_b'.format(i, part)] = np.zeros(C, dtype='float32')
+        return w
+
+    def _make_shared(self):
+        self.shared = OrderedDict((k, pytensor.shared(v, name=k)) for k, v in self.weights.items())
+
+    def _sync_weights(self):
+        self.weights = OrderedDict((k, v.get_value()) for k, v in self.shared.items())
+
+    # ----------------------------------------------------------------- graph pieces
+    def _embed(self, X):
+        return self.shared['E'][X]
+
+    def _hidden(self, X):
+        """Final residual output for a (B, L) matrix of item indices: (B, L, C)."""
+        s = self.shared
+        kernels = [[(s[n + '_W'], s[n + '_b']) for n in self._conv_names(i)] for i in range(len(self.dilations))]
+        norms = [[(s['ln{}{}_g'.format(i, p)], s['ln{}{}_b'.format(i, p)]) for p in 'ab']
+                 for i in range(len(self.dilations))]
+        return residual_stack(self._embed(X), self.dilations, kernels, norms)
+
+    def _loss_inputs(self):
+        """Extra symbolic inputs of the training function (the sampled-softmax candidates)."""
+        if not self.is_negsample:
+            return []
+        return [pt.ivector('sampled'), pt.fvector('true_logq'), pt.fvector('sampled_logq')]
+
+    def _loss_feed(self, labels):
+        if not self.is_negsample:
+            return []
+        n = max(1, int(self.sample_percentage * self.n_vocab))
+        return list(sampled_softmax.draw(self._rng, labels.ravel(), n, self.n_vocab))
+
+    def _train_loss(self, h, labels, extra):
+        """Mean loss over every position (padding targets included, as released)."""
+        flat = h.reshape((-1, h.shape[2]))
+        y = labels.ravel()
+        if self.is_negsample:
+            return sampled_softmax.sampled_softmax_loss(flat, y, self.shared['Ws'], self.shared['bs'], *extra)
+        logits = pt.dot(pt.maximum(flat, 0), self.shared['Wo']) + self.shared['bo']
+        return cross_entropy(logits, y)
+
+    def _log_scores(self, h_last):
+        """Scores over the whole vocabulary for the last position (monotone in its probability)."""
+        if self.is_negsample:
+            return pt.dot(h_last, self.shared['Ws'].T) + self.shared['bs']
+        return pt.dot(pt.maximum(h_last, 0), self.shared['Wo']) + self.shared['bo']
+
+    def _regularization(self):
+        return 0
+
+    def _trainable(self):
+        return list(self.shared.values())
+
+    # ----------------------------------------------------------------- training
+    def fit(self, data, sample_store=None, store_type=None, verbose=True):
+        """Train on a DataFrame of events (run.py's sample_store/store_type are unused here)."""
+        rows = self._training_rows(data, verbose)
+        self.weights = self._init_weights()
+        self._make_shared()
+        self._compiled = {}
+        self._rng = np.random.default_rng(self.seed + 1)
+        if verbose:
+            print(self.parameter_report())
+        batch = min(self.batch_size, len(rows))
+        n_batches = len(rows) // batch
+        X = pt.imatrix('X')
+        extra = self._loss_inputs()
+        h = self._hidden(X[:, :-1])
+        loss = self._train_loss(h, X[:, 1:], extra)
+        cost = loss + self._regularization()
+        optimizer = DenseAdam(self.learning_rate, self.beta1)
+        step = compile_function([X] + extra, cost, updates=optimizer.updates(cost, self._trainable()))
+        self.error_during_train = False
+        self.epoch_stats = []
+        positions = batch * (self.seq_len - 1)
+        for epoch in range(self.n_epochs):
+            t0 = time.time()
+            total = 0.0
+            for b in range(n_batches):
+                xb = rows[b * batch:(b + 1) * batch]
+                total += float(step(xb, *self._loss_feed(xb[:, 1:])))
+            avg = total / max(n_batches, 1)
+            dt = time.time() - t0
+            if np.isnan(avg):
+                print('Epoch {}: NaN error!'.format(epoch))
+                self.error_during_train = True
+                break
+            self.epoch_stats.append({'loss': avg, 'seconds': dt, 'minibatches': n_batches})
+            if verbose:
+                print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
+                    epoch + 1, avg, dt, n_batches / dt, n_batches * positions / dt))
+        self._sync_weights()
+        return self
+
+    # ----------------------------------------------------------------- parameter counts
+    def parameter_counts(self):
+        """Parameters by part (input, middle, output), shared tensors counted once."""
+        counts = OrderedDict([('input', 0), ('middle', 0), ('output', 0)])
+        for name, value in self.weights.items():
+            counts[self._part(name)] += int(np.prod(value.shape))
+        counts['total'] = sum(counts.values())
+        return counts
+
+    def _part(self, name):
+        if name.startswith(('conv', 'ln')):
+            return 'middle'
+        return 'input' if name.startswith(('E', 'in_')) else 'output'
+
+    def parameter_report(self):
+        c = self.parameter_counts()
+        return 'Parameters: {:,} (input {:,}, middle {:,}, output {:,})'.format(
+            c['total'], c['input'], c['middle'], c['output'])
+
+    # ----------------------------------------------------------------- evaluation and recommendation
+    def check_trained(self):
+        if self.weights is None:
+            raise UserError('The model has not been trained')
+        if self.error_during_train:
+            raise UserError('The model failed during training (NaN loss) and cannot be used')
+
+    def _function(self, key, build):
+        if self.shared is None:
+            self._make_shared()
+        if key not in self._compiled:
+            self._compiled[key] = build()
+        return self._compiled[key]
+
+    def _scores_fn(self):
+        """(B, L) windows -> (B, V) scores of the last position, the padding class at -inf."""
+        def build():
+            X = pt.imatrix('X')
+            scores = self._log_scores(self._hidden(X)[:, -1, :])
+            return compile_function([X], pt.set_subtensor(scores[:, self.pad_index], -np.inf))
+        return self._function('scores', build)
+
+    def _rank_fn(self, with_items):
+        """(B, L) windows, targets[, items] -> counts of items scoring above / equal to the target."""
+        def build():
+            X, target, items = pt.imatrix('X'), pt.ivector('target'), pt.ivector('items')
+            scores = self._log_scores(self._hidden(X)[:, -1, :])
+            scores = pt.set_subtensor(scores[:, self.pad_index], -np.inf)
+            target_score = scores[pt.arange(X.shape[0]), target]
+            return compile_function([X, target, items], rank_counts(scores[:, items] if with_items else scores,
+                                                                    target_score))
+        return self._function(('rank', with_items), build)
+
+    def windows_of(self, histories):
+        """Histories (lists of model indices, oldest first) as the model's (n, T-1) input windows."""
+        return left_pad(histories, self.seq_len - 1, self.pad_index)
+
+    def rank_last_items(self, histories, targets, mode, max_cut):
+        """Ranks of each target after its history (the paper protocol; batched)."""
+        fn = self._rank_fn(False)
+        X = self.windows_of(histories)
+        ranks = []
+        for s in range(0, len(X), EVAL_BATCH):
+            greater, equal = fn(X[s:s + EVAL_BATCH], np.asarray(targets[s:s + EVAL_BATCH], dtype=np.int32),
+                                np.zeros(0, dtype=np.int32))
+            ranks.append(ranks_from_counts(greater.astype(np.float64), equal.astype(np.float64), mode))
+        return np.concatenate(ranks)
+
+    def session_ranker(self, batch_size, mode='standard', items=None):
+        """Evaluation stepper for recsys_core.evaluation: a sliding input window per slot."""
+        self.check_trained()
+        item_idx = None if items is None else self.item_indices(items)
+        return _WindowRanker(self, batch_size, item_idx)
+
+    def item_indices(self, item_ids, skip_unknown=False):
+        ids = pd.Index(np.asarray(item_ids).astype(str))
+        idx = self.itemidmap.reindex(ids).values
+        unknown = np.isnan(idx)
+        if unknown.any() and not skip_unknown:
+            raise UserError('Unknown item id(s): {}'.format(', '.join(ids[unknown][:10])))
+        return idx[~unknown].astype(np.int32)
+
+    def recommend(self, sessions, k=20, exclude_seen=False, skip_unknown=False):
+        """Top-k next items for each session history: (item_ids, scores) pairs, best first."""
+        self.check_trained()
+        single = len(sessions) == 0 or not isinstance(sessions[0], (list, tuple, np.ndarray))
+        histories = [sessions] if single else sessions
+        idx = [self.item_indices(s, skip_unknown) for s in histories]
+        if any(len(s) == 0 for s in idx):
+            raise UserError('Every session needs at least one known item')
+        scores = np.asarray(self._scores_fn()(self.windows_of(idx)))
+        k = min(k, self.n_items)
+        results = []
+        for s, row in zip(idx, scores):
+            if exclude_seen:
+                row[s] = -np.inf
+            top = np.argpartition(-row, k - 1)[:k]
+            top = top[np.argsort(-row[top], kind='stable')]
+            results.append((self.vocab[top], row[top]))
+        return results[0] if single else results
+
+    # ----------------------------------------------------------------- model files
+    def get_state(self):
+        return {'params': dict(self.get_params()), 'vocab': self.vocab, 'pad_index': self.pad_index,
+                'seq_len': self.seq_len, 'weights': dict(self.weights), 'error_during_train': self.error_during_train}
+
+    @classmethod
+    def from_state(cls, state):
+        model = cls()
+        for k, v in state['params'].items():
+            setattr(model, k, v)
+        model.vocab, model.pad_index, model.seq_len = state['vocab'], state['pad_index'], state['seq_len']
+        model.weights = OrderedDict(state['weights'])
+        model.error_during_train = state['error_during_train']
+        model._set_itemidmap()
+        return model
+
+    def savemodel(self, path):
+        if self.weights is None:
+            raise UserError('Cannot save a model that has not been trained')
+        save_model(self, path)
+
+    @classmethod
+    def loadmodel(cls, path):
+        return load_model(path, cls)
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy of integer labels, in log-sum-exp form."""
+    top = logits.max(axis=1, keepdims=True)
+    shifted = logits - top
+    log_norm = pt.log(pt.exp(shifted).sum(axis=1))
+    return (log_norm - shifted[pt.arange(labels.shape[0]), labels]).mean()
+
+
+class _WindowRanker:
+    """Per slot, the last T-1 items of its session (padding before); reset when a session ends."""
+
+    def __init__(self, model, batch_size, items):
+        self.model, self.items = model, items
+        self.fn = model._rank_fn(items is not None)
+        self.window = np.full((batch_size, model.seq_len - 1), model.pad_index, dtype=np.int32)
+
+    def step(self, inp, out, last):
+        self.window[:, :-1] = self.window[:, 1:]
+        self.window[:, -1] = inp
+        items = self.items if self.items is not None else np.zeros(0, dtype=np.int32)
+        greater, equal = self.fn(self.window, np.asarray(out, dtype=np.int32), items)
+        self.window[np.asarray(last, dtype=bool)] = self.model.pad_index
+        return greater, equal
+
+    def shrink(self, keep):
+        self.window = self.window[keep]
