@@ -137,8 +137,7 @@ class NextItNet(ParamSet):
         return ('conv{}a'.format(block), 'conv{}b'.format(block))
 
     def _distinct_convs(self):
-        return sorted({name for i in range(len(self.dilations)) for name in self._conv_names(i)},
-                      key=lambda n: (int(''.join(c for c in n if c.isdigit()) or 0), n))
+        return list(dict.fromkeys(name for i in range(len(self.dilations)) for name in self._conv_names(i)))
 
     def _init_weights(self):
         rng = np.random.default_rng(self.seed)

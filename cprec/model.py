@@ -1,0 +1,229 @@
+"""The CpRec model: NextItNet with block-wise embedding/softmax and layer-wise parameter sharing."""
+from collections import OrderedDict
+
+import numpy as np
+import pytensor.tensor as pt
+
+from nextitnet.backbone import glorot_uniform
+from nextitnet.model import PAD_TOKEN, NextItNet, cross_entropy, non_negative, positive
+from recsys_core.backend import compile_function
+from recsys_core.errors import UserError
+from recsys_core.params import Param
+
+from . import blockwise
+from .sharing import SCHEMES, conv_names, middle_parameters
+
+SOFTMAX_TYPES = ('FullSoftmax', 'Block_Input_Full', 'Block_for_Softmax', 'Block_Input_Softmax',
+                 'Block_Input_Softmax_Inference')
+BLOCK_INPUT = ('Block_Input_Full', 'Block_Input_Softmax', 'Block_Input_Softmax_Inference')
+BLOCK_OUTPUT = ('Block_for_Softmax', 'Block_Input_Softmax', 'Block_Input_Softmax_Inference')
+
+
+def _one_of(options):
+    return lambda v: None if v in options else 'must be one of {}'.format(', '.join(options))
+
+
+class _BlockParam(Param):
+    """block: 'default', 'auto' or boundaries separated by / (e.g. 7000/15000)."""
+
+    def cast(self, value):
+        if value in ('default', 'auto'):
+            return value
+        if isinstance(value, str):
+            return [int(v) for v in value.split('/') if v != '']
+        if isinstance(value, (list, tuple)):
+            return [int(v) for v in value]
+        raise ValueError("expected 'default', 'auto' or a list of boundaries")
+
+
+def _check_block(v):
+    if v in ('default', 'auto'):
+        return None
+    return None if v and all(b > 0 for b in v) else "must be 'default', 'auto' or positive boundaries (e.g. 7000/15000)"
+
+
+class CpRec(NextItNet):
+    """CpRec (Sun et al., SIGIR 2020) as released in siat-nlp/CpRec (nextitrec_eval.py), intended behaviour."""
+
+    PARAMS = [p for p in NextItNet.PARAMS if p.name not in ('is_negsample', 'sample_percentage',
+                                                            'dilated_channels', 'dilations')] + [
+        Param('dilated_channels', 512, positive, doc='d: embedding, residual and softmax width'),
+        Param('dilations', [1, 4, 1, 4], NextItNet.PARAMS[1].check, item_type=int),
+        Param('use_softmax_type', 'Block_Input_Softmax', _one_of(SOFTMAX_TYPES)),
+        Param('use_parametersharing_type', 'original', _one_of(SCHEMES)),
+        Param('use_embedding_type_factor', 4, positive),
+        _BlockParam('block', 'default', _check_block),
+        Param('block_dims', [], lambda v: None if all(x > 0 for x in v) else 'sizes must be positive', item_type=int),
+        Param('l2_reg', 0.001, non_negative, doc='weight of the mean over tensors of 1/2 ||v||^2'),
+        Param('top_k', 5, positive, doc='k of the fast inference (Block_Input_Softmax_Inference)'),
+        Param('inference_rule', 'released', _one_of(('released', 'exact'))),
+    ]
+
+    def __init__(self, **kwargs):
+        self.bounds = None
+        self.last_inference_stats = None
+        super().__init__(**kwargs)
+
+    # ----------------------------------------------------------------- vocabulary: frequency ranks
+    def _vocabulary(self, item_ids, counts, n_pad):
+        """Ids are frequency ranks (count descending, ties by token), <PAD> counted as its padding slots."""
+        tokens = np.concatenate([np.asarray(item_ids, dtype=object), [PAD_TOKEN]])
+        freq = np.concatenate([counts, [n_pad]])
+        order = sorted(range(len(tokens)), key=lambda i: (-freq[i], tokens[i]))
+        vocab = tokens[order]
+        self._freq = freq[order]
+        return vocab, int(np.flatnonzero(vocab == PAD_TOKEN)[0])
+
+    @property
+    def block_input(self):
+        return self.use_softmax_type in BLOCK_INPUT
+
+    @property
+    def block_output(self):
+        return self.use_softmax_type in BLOCK_OUTPUT
+
+    # ----------------------------------------------------------------- weights
+    def _conv_names(self, block):
+        return conv_names(self.use_parametersharing_type, block)
+
+    def _init_weights(self):
+        rng = np.random.default_rng(self.seed)
+        d, V = self.dilated_channels, self.n_vocab
+        if self.block_input or self.block_output:
+            self.bounds = blockwise.resolve_boundaries(self.block, self._freq)
+        n_tails = len(self.bounds) - 1 if self.bounds else 0
+        w = OrderedDict()
+        if self.block_input:
+            w['in_head'] = glorot_uniform(rng, (self.bounds[0], d))
+            dims = blockwise.tail_dims(d, n_tails, self.use_embedding_type_factor, self.block_dims, softmax=False)
+            for j, dj in enumerate(dims):
+                w['in_tail{}'.format(j + 1)] = glorot_uniform(rng, (self.bounds[j + 1] - self.bounds[j], dj))
+                w['in_proj{}'.format(j + 1)] = glorot_uniform(rng, (dj, d))
+        else:
+            limit = np.sqrt(1.0 / V)
+            w['E'] = rng.uniform(-limit, limit, (V, d)).astype('float32')
+        w.update(self._init_convs(rng))
+        if self.block_output:
+            w['out_head'] = glorot_uniform(rng, (d, self.bounds[0] + n_tails))
+            dims = blockwise.tail_dims(d, n_tails, self.use_embedding_type_factor, self.block_dims, softmax=True)
+            for j, dj in enumerate(dims):
+                w['out_down{}'.format(j + 1)] = glorot_uniform(rng, (d, dj))
+                w['out_tail{}'.format(j + 1)] = glorot_uniform(rng, (dj, self.bounds[j + 1] - self.bounds[j]))
+        else:
+            w['Wf'] = (rng.standard_normal((d, V)) * 0.01).astype('float32')
+            w['bf'] = np.full(V, 0.1, dtype='float32')
+        return w
+
+    def _tails(self, prefix):
+        return [self.shared['{}{}'.format(prefix, j)] for j in range(1, len(self.bounds))]
+
+    # ----------------------------------------------------------------- graph pieces
+    def _embed(self, X):
+        if not self.block_input:
+            return self.shared['E'][X]
+        return blockwise.block_embedding(X, self.shared['in_head'], self._tails('in_tail'), self._tails('in_proj'),
+                                         self.bounds)
+
+    def _loss_inputs(self):
+        return []
+
+    def _loss_feed(self, labels):
+        return []
+
+    def _train_loss(self, h, labels, extra):
+        flat, y = h.reshape((-1, h.shape[2])), labels.ravel()
+        if self.block_output:
+            return blockwise.block_softmax_loss(flat, y, self.shared['out_head'], self._tails('out_down'),
+                                                self._tails('out_tail'), self.bounds)
+        return cross_entropy(pt.dot(flat, self.shared['Wf']) + self.shared['bf'], y)
+
+    def _log_scores(self, h_last):
+        if self.block_output:
+            return blockwise.block_log_probs(h_last, self.shared['out_head'], self._tails('out_down'),
+                                             self._tails('out_tail'), self.bounds)
+        return pt.dot(h_last, self.shared['Wf']) + self.shared['bf']
+
+    def _regularization(self):
+        """0.001 x the mean over variable tensors of 1/2 ||v||^2, as released (tensors, not elements)."""
+        if self.l2_reg == 0:
+            return 0
+        tensors = self._trainable()
+        return np.float32(self.l2_reg) * sum(0.5 * (v ** 2).sum() for v in tensors) / np.float32(len(tensors))
+
+    # ----------------------------------------------------------------- parameter counts
+    def _part(self, name):
+        if name.startswith('in_'):
+            return 'input'
+        if name.startswith(('out_', 'Wf', 'bf')):
+            return 'output'
+        return super()._part(name)
+
+    def uncompressed_parameters(self):
+        """Parameters of the same network without compression: full embedding and softmax, no sharing."""
+        d, V = self.dilated_channels, self.n_vocab
+        return V * d + middle_parameters('original', len(self.dilations), d, self.kernel_size) + d * V + V
+
+    def parameter_report(self):
+        total = self.parameter_counts()['total']
+        full = self.uncompressed_parameters()
+        blocks = '' if self.bounds is None else '; block boundaries {}'.format('/'.join(map(str, self.bounds)))
+        return '{}; uncompressed: {:,}; compression rate {:.2f}x{}'.format(
+            super().parameter_report(), full, full / total, blocks)
+
+    # ----------------------------------------------------------------- fast inference
+    def check_params(self, p):
+        if p['block_dims'] and p['block_dims'][0] != p['dilated_channels']:
+            return 'block_dims must start with the head width, dilated_channels={}'.format(p['dilated_channels'])
+        return None
+
+    def _fast_fns(self):
+        def build():
+            X, H, rows = pt.imatrix('X'), pt.fmatrix('H'), pt.ivector('rows')
+            h_last = self._hidden(X)[:, -1, :]
+            head = compile_function([X], [h_last, blockwise.head_probs(h_last, self.shared['out_head'])])
+            tails = [compile_function([H, rows], blockwise.tail_probs(H[rows], U, O))
+                     for U, O in zip(self._tails('out_down'), self._tails('out_tail'))]
+            return head, tails
+        return self._function('fast', build)
+
+    def fast_top_k(self, windows, k=None):
+        """Top-k (ids, probabilities) for (B, T-1) input windows with the early-stopping inference."""
+        head_fn, tail_fns = self._fast_fns()
+        h, p_head = head_fn(windows)
+        ids, probs, evaluated = blockwise.fast_top_k(
+            np.asarray(p_head), lambda j, rows: tail_fns[j - 1](h, rows.astype(np.int32)), self.bounds,
+            k or self.top_k, self.inference_rule, self.pad_index)
+        self.last_inference_stats = {'rows': len(windows), 'tails_evaluated': evaluated}
+        return ids, probs
+
+    def rank_last_items(self, histories, targets, mode, max_cut):
+        """The paper protocol; with Block_Input_Softmax_Inference ranks come from the fast top-k list
+        (k = the largest cut-off), so a target outside it is a miss and ties follow list order."""
+        if self.use_softmax_type != 'Block_Input_Softmax_Inference':
+            return super().rank_last_items(histories, targets, mode, max_cut)
+        X = self.windows_of(histories)
+        ranks = np.full(len(X), np.inf)
+        for s in range(0, len(X), 256):
+            ids, _ = self.fast_top_k(X[s:s + 256], max(max_cut, 1))
+            hit = ids == np.asarray(targets[s:s + 256])[:, None]
+            found = hit.any(axis=1)
+            ranks[s:s + 256][found] = hit[found].argmax(axis=1) + 1
+        return ranks
+
+    # ----------------------------------------------------------------- model files
+    def get_state(self):
+        state = super().get_state()
+        state['bounds'] = self.bounds
+        return state
+
+    @classmethod
+    def from_state(cls, state):
+        model = super().from_state(state)
+        model.bounds = state['bounds']
+        return model
+
+    def _training_rows(self, data, verbose):
+        rows = super()._training_rows(data, verbose)
+        if self.use_softmax_type in BLOCK_OUTPUT and self.n_vocab < 3:
+            raise UserError('The block-wise softmax needs a vocabulary of at least 3 ids')
+        return rows
