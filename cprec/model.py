@@ -203,11 +203,14 @@ class CpRec(NextItNet):
             return super().rank_last_items(histories, targets, mode, max_cut)
         X = self.windows_of(histories)
         ranks = np.full(len(X), np.inf)
+        tails = np.zeros(len(self.bounds) - 1, dtype=np.int64)
         for s in range(0, len(X), 256):
             ids, _ = self.fast_top_k(X[s:s + 256], max(max_cut, 1))
+            tails += self.last_inference_stats['tails_evaluated']
             hit = ids == np.asarray(targets[s:s + 256])[:, None]
             found = hit.any(axis=1)
             ranks[s:s + 256][found] = hit[found].argmax(axis=1) + 1
+        self.last_inference_stats = {'rows': len(X), 'tails_evaluated': tails.tolist()}
         return ranks
 
     # ----------------------------------------------------------------- model files

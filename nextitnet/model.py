@@ -141,7 +141,7 @@ class NextItNet(ParamSet):
 
     def _init_weights(self):
         rng = np.random.default_rng(self.seed)
-        C, k, V = self.dilated_channels, self.kernel_size, self.n_vocab
+        C, V = self.dilated_channels, self.n_vocab
         w = OrderedDict()
         w['E'] = truncated_normal(rng, (V, C), 0.02)
         w.update(self._init_convs(rng))
@@ -218,8 +218,11 @@ class NextItNet(ParamSet):
         return list(self.shared.values())
 
     # ----------------------------------------------------------------- training
-    def fit(self, data, sample_store=None, store_type=None, verbose=True):
-        """Train on a DataFrame of events (run.py's sample_store/store_type are unused here)."""
+    def fit(self, data, sample_store=None, store_type=None, verbose=True, max_batches=None):
+        """Train on a DataFrame of events (run.py's sample_store/store_type are unused here).
+
+        max_batches stops each epoch early (benchmarks time a fixed number of steps with it).
+        """
         rows = self._training_rows(data, verbose)
         self.weights = self._init_weights()
         self._make_shared()
@@ -228,7 +231,7 @@ class NextItNet(ParamSet):
         if verbose:
             print(self.parameter_report())
         batch = min(self.batch_size, len(rows))
-        n_batches = len(rows) // batch
+        n_batches = len(rows) // batch if max_batches is None else min(len(rows) // batch, max_batches)
         X = pt.imatrix('X')
         extra = self._loss_inputs()
         h = self._hidden(X[:, :-1])
