@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops.ranking import rank_counts_numpy
-from recsys_core.data import TrainingEvents
+from recsys_core.data import TrainingEvents, map_item_ids
 from recsys_core.errors import UserError
-from recsys_core.params import Param, ParamSet
+from recsys_core.params import ParamSet
 from recsys_core.persistence import load_model, save_model
 
-KEY_PARAMS = [Param('session_key', 'SessionId'), Param('item_key', 'ItemId'), Param('time_key', 'Time')]
 
 
 def positive(v):
@@ -55,11 +54,7 @@ class SessionBaseline(ParamSet):
             raise UserError('The model has not been trained')
 
     def item_indices(self, item_ids):
-        ids = pd.Index(np.asarray(item_ids).astype(str))
-        idx = self.itemidmap.reindex(ids).values
-        if np.isnan(idx).any():
-            raise UserError('Unknown item id(s): {}'.format(', '.join(ids[np.isnan(idx)][:10])))
-        return idx.astype(np.int32)
+        return map_item_ids(self.itemidmap, item_ids)
 
     def session_ranker(self, batch_size, mode='standard', items=None):
         self.check_trained()

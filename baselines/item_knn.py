@@ -7,9 +7,9 @@ of each item keep a score. The next item is scored by its similarity to the curr
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_core.params import Param
+from recsys_core.params import KEY_PARAMS, Param
 
-from .base import KEY_PARAMS, SessionBaseline, non_negative, positive
+from .base import SessionBaseline, non_negative, positive
 
 BLOCK_BYTES = 256 * 2 ** 20  # dense co-occurrence rows computed at a time
 

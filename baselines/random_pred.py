@@ -1,9 +1,9 @@
 """Uniform random scores (the original's RandomPred): the floor every model must clear."""
 import numpy as np
 
-from recsys_core.params import Param
+from recsys_core.params import KEY_PARAMS, Param
 
-from .base import KEY_PARAMS, SessionBaseline
+from .base import SessionBaseline
 
 
 class RandomPred(SessionBaseline):

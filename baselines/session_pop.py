@@ -2,9 +2,9 @@
 ties broken by the item's popularity score."""
 import numpy as np
 
-from recsys_core.params import Param
+from recsys_core.params import KEY_PARAMS, Param
 
-from .base import KEY_PARAMS, SessionBaseline, positive
+from .base import SessionBaseline, positive
 from .pop import popularity_scores
 
 

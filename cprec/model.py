@@ -8,7 +8,7 @@ from nextitnet.backbone import glorot_uniform
 from nextitnet.model import PAD_TOKEN, NextItNet, cross_entropy, non_negative, positive
 from recsys_core.backend import compile_function
 from recsys_core.errors import UserError
-from recsys_core.params import Param
+from recsys_core.params import KEY_PARAMS, Param
 
 from . import blockwise
 from .sharing import SCHEMES, conv_names, middle_parameters
@@ -45,8 +45,8 @@ def _check_block(v):
 class CpRec(NextItNet):
     """CpRec (Sun et al., SIGIR 2020) as released in siat-nlp/CpRec (nextitrec_eval.py), intended behaviour."""
 
-    PARAMS = [p for p in NextItNet.PARAMS if p.name not in ('is_negsample', 'sample_percentage',
-                                                            'dilated_channels', 'dilations')] + [
+    PARAMS = [p for p in NextItNet.PARAMS if p.name not in ('is_negsample', 'sample_percentage', 'dilated_channels',
+                                                            'dilations') and p not in KEY_PARAMS] + [
         Param('dilated_channels', 512, positive, doc='d: embedding, residual and softmax width'),
         Param('dilations', [1, 4, 1, 4], NextItNet.PARAMS[1].check, item_type=int),
         Param('use_softmax_type', 'Block_Input_Softmax', _one_of(SOFTMAX_TYPES)),
@@ -57,7 +57,7 @@ class CpRec(NextItNet):
         Param('l2_reg', 0.001, non_negative, doc='weight of the mean over tensors of 1/2 ||v||^2'),
         Param('top_k', 5, positive, doc='k of the fast inference (Block_Input_Softmax_Inference)'),
         Param('inference_rule', 'released', _one_of(('released', 'exact'))),
-    ]
+    ] + KEY_PARAMS
 
     def __init__(self, **kwargs):
         self.bounds = None

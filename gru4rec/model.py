@@ -25,7 +25,7 @@ from recsys_core.backend import compile_function
 from recsys_core.batching import Shrink, session_parallel
 from recsys_core.errors import UserError
 from recsys_core.optim import ADAPTS, N_ADAPT_PARAMS, Optimizer, SparseParam
-from recsys_core.params import Param, ParamSet, format_set_line
+from recsys_core.params import KEY_PARAMS, Param, ParamSet, format_set_line
 from recsys_core.persistence import load_model, save_model
 from recsys_core.randomness import RandomSource, dropout
 from recsys_core.sampling import SampleStore
@@ -115,10 +115,7 @@ class GRU4Rec(ParamSet):
         Param('init_as_normal', False),
         Param('train_random_order', False),
         Param('time_sort', True),
-        Param('session_key', 'SessionId'),
-        Param('item_key', 'ItemId'),
-        Param('time_key', 'Time'),
-    ]
+    ] + KEY_PARAMS
 
     def __init__(self, **kwargs):
         self.weights = None
@@ -400,12 +397,7 @@ class GRU4Rec(ParamSet):
 
     def item_indices(self, item_ids, skip_unknown=False):
         """Map item ids (any type; compared as strings) to model indices."""
-        ids = pd.Index(np.asarray(item_ids).astype(str))
-        idx = self.itemidmap.reindex(ids).values
-        unknown = np.isnan(idx)
-        if unknown.any() and not skip_unknown:
-            raise UserError('Unknown item id(s): {}'.format(', '.join(ids[unknown][:10])))
-        return idx[~unknown].astype(np.int32)
+        return datatools.map_item_ids(self.itemidmap, item_ids, skip_unknown)
 
     def session_ranker(self, batch_size, mode='standard', items=None):
         """Evaluation stepper used by recsys_core.evaluation (hidden state per slot, zeroed by R)."""
@@ -476,8 +468,7 @@ class GRU4Rec(ParamSet):
         for s, row in zip(idx, final):
             if exclude_seen:
                 row[s] = -np.inf
-            top = np.argpartition(-row, k - 1)[:k]
-            top = top[np.argsort(-row[top], kind='stable')]
+            top = datatools.top_k_indices(row, k)
             results.append((self.itemidmap.index.values[top], row[top]))
         return results[0] if single else results
 

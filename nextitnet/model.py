@@ -13,11 +13,12 @@ import pytensor
 import pytensor.tensor as pt
 
 from gpu_ops.ranking import rank_counts, ranks_from_counts
+from recsys_core import data as datatools
 from recsys_core.backend import compile_function
 from recsys_core.data import TrainingEvents
 from recsys_core.errors import UserError
 from recsys_core.optim import DenseAdam
-from recsys_core.params import Param, ParamSet
+from recsys_core.params import KEY_PARAMS, Param, ParamSet
 from recsys_core.persistence import load_model, save_model
 from recsys_core.sequences import left_pad, sequences_from_events, windows
 
@@ -71,10 +72,7 @@ class NextItNet(ParamSet):
         Param('sample_percentage', 0.2, fraction, doc='sampled candidates as a fraction of the vocabulary'),
         Param('tied_init', True, doc='same-shaped conv kernels start equal, as the release (op seed 1)'),
         Param('seed', 42),
-        Param('session_key', 'SessionId'),
-        Param('item_key', 'ItemId'),
-        Param('time_key', 'Time'),
-    ]
+    ] + KEY_PARAMS
 
     def __init__(self, **kwargs):
         self.weights = None
@@ -335,12 +333,8 @@ class NextItNet(ParamSet):
         return _WindowRanker(self, batch_size, item_idx)
 
     def item_indices(self, item_ids, skip_unknown=False):
-        ids = pd.Index(np.asarray(item_ids).astype(str))
-        idx = self.itemidmap.reindex(ids).values
-        unknown = np.isnan(idx)
-        if unknown.any() and not skip_unknown:
-            raise UserError('Unknown item id(s): {}'.format(', '.join(ids[unknown][:10])))
-        return idx[~unknown].astype(np.int32)
+        """Map item ids (any type; compared as strings) to model indices."""
+        return datatools.map_item_ids(self.itemidmap, item_ids, skip_unknown)
 
     def recommend(self, sessions, k=20, exclude_seen=False, skip_unknown=False):
         """Top-k next items for each session history: (item_ids, scores) pairs, best first."""
@@ -356,8 +350,7 @@ class NextItNet(ParamSet):
         for s, row in zip(idx, scores):
             if exclude_seen:
                 row[s] = -np.inf
-            top = np.argpartition(-row, k - 1)[:k]
-            top = top[np.argsort(-row[top], kind='stable')]
+            top = datatools.top_k_indices(row, k)
             results.append((self.vocab[top], row[top]))
         return results[0] if single else results
 

@@ -124,3 +124,20 @@ class TrainingEvents:
     @property
     def n_items(self):
         return len(self.itemidmap)
+
+
+def map_item_ids(itemidmap, item_ids, skip_unknown=False):
+    """Model indices of ``item_ids`` (any type; compared as strings); unknown ids raise UserError
+    unless ``skip_unknown``, which leaves them out."""
+    ids = pd.Index(np.asarray(item_ids).astype(str))
+    idx = itemidmap.reindex(ids).values
+    unknown = np.isnan(idx)
+    if unknown.any() and not skip_unknown:
+        raise UserError('Unknown item id(s): {}'.format(', '.join(ids[unknown][:10])))
+    return idx[~unknown].astype(np.int32)
+
+
+def top_k_indices(scores, k):
+    """Indices of the k largest scores of a vector, best first (ties in index order)."""
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top], kind='stable')]

@@ -57,6 +57,10 @@ class Param:
         raise ValueError('expected {}'.format(type(default).__name__))
 
 
+KEY_PARAMS = [Param('session_key', 'SessionId'), Param('item_key', 'ItemId'), Param('time_key', 'Time')]
+"""The column names every model takes (run.py's -sk/-ik/-tk set them)."""
+
+
 class ParamSet:
     """Mixin giving a model declared parameters with defaults and ``set_params``."""
 

@@ -79,3 +79,11 @@ def test_paropt_tunes_cprec_on_the_paper_protocol(lastfm_files, tmp_path):
     assert sum(l == 'Creating CpRec model' for l in out.stdout.splitlines()) == 3
     assert len(metric_lines(out.stdout, 'PRIMARY METRIC: ')) == 2
     assert metric_lines(out.stdout, 'HR@')[-2:][0].startswith('HR@5: ')
+
+
+@pytest.mark.parametrize('package,space', [('nextitnet', 'nextitnet_parspace.json'), ('cprec', 'cprec_parspace.json')])
+def test_bundled_parameter_spaces_are_valid_for_their_models(root, package, space):
+    from paropt import check_parameters
+    from recsys_core.cli import model_class
+    from recsys_core.tuning.space import load_space
+    check_parameters(model_class(package), {}, load_space(os.path.join(root, 'paramspaces', space)))
