@@ -81,10 +81,13 @@ def test_param_files_of_the_original_format_load(root, tmp_path):
 
 
 def test_parameter_spaces_name_real_parameters(root):
+    """GRU4Rec's spaces (the NextItNet/CpRec spaces: tests/test_sequence_models_cli.py)."""
     import json
     import os
     names = set(GRU4Rec.param_names())
-    for fname in os.listdir(os.path.join(root, 'paramspaces')):
+    files = [f for f in os.listdir(os.path.join(root, 'paramspaces')) if f.startswith('gru4rec_')]
+    assert len(files) == 2
+    for fname in files:
         with open(os.path.join(root, 'paramspaces', fname)) as f:
             entries = [json.loads(line) for line in f if line.strip()]
         assert entries and all(e['name'] in names and e['dtype'] in ('int', 'float', 'categorical') for e in entries)
