@@ -292,20 +292,22 @@ class NextItNet(ParamSet):
             self._compiled[key] = build()
         return self._compiled[key]
 
+    def _masked_scores(self, X):
+        """Scores of the last position of (B, L) windows over the vocabulary, the padding class at -inf."""
+        scores = self._log_scores(self._hidden(X)[:, -1, :])
+        return pt.set_subtensor(scores[:, self.pad_index], -np.inf)
+
     def _scores_fn(self):
-        """(B, L) windows -> (B, V) scores of the last position, the padding class at -inf."""
         def build():
             X = pt.imatrix('X')
-            scores = self._log_scores(self._hidden(X)[:, -1, :])
-            return compile_function([X], pt.set_subtensor(scores[:, self.pad_index], -np.inf))
+            return compile_function([X], self._masked_scores(X))
         return self._function('scores', build)
 
     def _rank_fn(self, with_items):
         """(B, L) windows, targets[, items] -> counts of items scoring above / equal to the target."""
         def build():
             X, target, items = pt.imatrix('X'), pt.ivector('target'), pt.ivector('items')
-            scores = self._log_scores(self._hidden(X)[:, -1, :])
-            scores = pt.set_subtensor(scores[:, self.pad_index], -np.inf)
+            scores = self._masked_scores(X)
             target_score = scores[pt.arange(X.shape[0]), target]
             return compile_function([X, target, items], rank_counts(scores[:, items] if with_items else scores,
                                                                     target_score))

@@ -1,9 +1,11 @@
 """Shared core of the project: what every model package needs, written once.
 
-data loading and sorting (data), session-parallel mini-batches (batching), negative sampling
-(sampling), optimizers with row-sparse updates (optim), activation strings (activations),
-parameter parsing and echoing (params), evaluation with tie modes (evaluation), backend and device
-selection (backend), atomic model files (persistence), synthetic session data (synthetic).
+data loading and sorting (data), sequence files, padding and the released split (sequences),
+session-parallel mini-batches (batching), negative sampling (sampling), optimizers with row-sparse
+updates and TF's Adam (optim), activation strings (activations), parameter parsing and echoing
+(params), evaluation with tie modes (evaluation) and on the last item (last_item_eval), backend
+and device selection (backend), atomic model files (persistence), synthetic session data
+(synthetic), dataset preprocessing steps (preprocessing), hyperparameter search (tuning).
 """
 import ctypes.util
 import os

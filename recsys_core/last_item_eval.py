@@ -71,7 +71,10 @@ def last_item_cases(model, test_data, session_key, item_key, time_key):
 
 
 def _ranks_through_session_ranker(model, histories, targets, mode, batch_size):
-    """Ranks of each case's last step, stepping any model through its session ranker."""
+    """Ranks of every case's last step, stepping any model through its session ranker.
+
+    The ranks come in the order sessions finish, not in case order; callers only average them.
+    """
     lengths = np.array([len(h) + 1 for h in histories])
     items = np.concatenate([np.append(h, t) for h, t in zip(histories, targets)]).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)

@@ -42,12 +42,16 @@ def test_nextitnet_sequence_files_paper_protocol_then_loaded_with_the_gru4rec_pr
     assert re.match(r'^Recall@20: [\d.]+ MRR@20: [\d.]+$', metric_lines(loaded.stdout, 'Recall@')[0])
 
 
-def test_cprec_on_session_tsv_with_fast_inference_and_compression_report(tiny_files):
-    out = cli('run.py', tiny_files['train'], '-g', 'cprec', '-ps',
-              'dilated_channels=32,dilations=1/2,n_epochs=1,max_len=10,use_softmax_type=Block_Input_Softmax_Inference,'
-              'use_parametersharing_type=adjacent-block,block=auto,top_k=10',
+def test_cprec_on_session_tsv_with_a_parameter_file_fast_inference_and_compression_report(tiny_files, tmp_path):
+    params = tmp_path / 'cprec_params.py'
+    params.write_text("from collections import OrderedDict\ngru4rec_params = OrderedDict([('dilated_channels', 32), "
+                      "('dilations', [1, 2]), ('n_epochs', 1), ('max_len', 10), "
+                      "('use_softmax_type', 'Block_Input_Softmax_Inference'), "
+                      "('use_parametersharing_type', 'adjacent-block'), ('block', 'auto'), ('top_k', 10)])\n")
+    out = cli('run.py', tiny_files['train'], '-g', 'cprec', '-pf', str(params),
               '-t', tiny_files['test'], '--protocol', 'last', '-m', '5', '10')
     assert out.returncode == 0, out.stderr[-3000:]
+    assert 'SET   use_softmax_type' in out.stdout
     report = re.search(r'uncompressed: ([\d,]+); compression rate ([\d.]+)x; block boundaries (\d+)/(\d+)/(\d+)',
                        out.stdout)
     assert report and float(report.group(2)) > 1
