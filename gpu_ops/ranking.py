@@ -85,3 +85,11 @@ def ranks_from_counts(greater, equal, mode):
     if mode == 'median':
         return greater + 0.5 * (equal - 1) + 1.0
     raise ValueError('unknown tie mode {!r}'.format(mode))
+
+
+def metric_sums(greater, equal, mode, cutoffs):
+    """Per cut-off sums of hits and reciprocal ranks (the numerators of Recall@N and MRR@N) for
+    rows with the given counts; the CPU counterpart of the CUDA kernel rank_metrics."""
+    ranks = ranks_from_counts(np.asarray(greater, dtype=np.float64), np.asarray(equal, dtype=np.float64), mode)
+    hit = ranks[None, :] <= np.asarray(cutoffs, dtype=np.float64)[:, None]
+    return hit.sum(axis=1).astype(np.float64), (hit / ranks[None, :]).sum(axis=1)

@@ -12,7 +12,7 @@ Any model works that provides ``check_trained()``, ``itemidmap`` and
 import numpy as np
 import pandas as pd
 
-from gpu_ops.ranking import ranks_from_counts
+from gpu_ops.ranking import metric_sums
 
 from .batching import Shrink, session_parallel
 from .data import session_offsets
@@ -36,7 +36,6 @@ def evaluate_sessions(model, test_data, items=None, cut_off=(20,), batch_size=10
     n_sessions = len(offsets) - 1
     batch_size = min(batch_size, n_sessions)
     ranker = model.session_ranker(batch_size, mode, items)
-    cuts = np.asarray(cut_off, dtype=np.float64)
     recall_sum = np.zeros(len(cuts))
     mrr_sum = np.zeros(len(cuts))
     n = 0
@@ -45,11 +44,10 @@ def evaluate_sessions(model, test_data, items=None, cut_off=(20,), batch_size=10
             ranker.shrink(rec.keep)
             continue
         greater, equal = ranker.step(rec.inp, rec.out, rec.last)
-        ranks = ranks_from_counts(np.asarray(greater, dtype=np.float64), np.asarray(equal, dtype=np.float64), mode)
-        hit = ranks[None, :] <= cuts[:, None]
-        recall_sum += hit.sum(axis=1)
-        mrr_sum += (hit / ranks[None, :]).sum(axis=1)
-        n += len(ranks)
+        hits, reciprocal_ranks = metric_sums(greater, equal, mode, cut_off)
+        recall_sum += hits
+        mrr_sum += reciprocal_ranks
+        n += len(greater)
     if n == 0:
         raise UserError('The test data has no session with two or more events of items known to the model')
     return list(recall_sum / n), list(mrr_sum / n)
