@@ -36,8 +36,8 @@ def evaluate_sessions(model, test_data, items=None, cut_off=(20,), batch_size=10
     n_sessions = len(offsets) - 1
     batch_size = min(batch_size, n_sessions)
     ranker = model.session_ranker(batch_size, mode, items)
-    recall_sum = np.zeros(len(cuts))
-    mrr_sum = np.zeros(len(cuts))
+    recall_sum = np.zeros(len(cut_off))
+    mrr_sum = np.zeros(len(cut_off))
     n = 0
     for rec in session_parallel(items_col, offsets, np.arange(n_sessions), batch_size):
         if isinstance(rec, Shrink):
