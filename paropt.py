@@ -99,6 +99,8 @@ def main(argv=None):
     from recsys_core.tuning.study import Search, TrialCounts, config_fingerprint, mask_password, open_storage, open_study
     from recsys_core.tuning.trial_process import child_environment, join_params, run_process, run_py_command
 
+    from recsys_core import backend
+    backend.configure(args.device)  # an unusable -d fails here, before any study file is written
     config = {'model': args.gru4rec_model, 'train': file_fingerprint(args.path), 'test': file_fingerprint(args.test),
               'fixed': join_params(fixed), 'space': [p.as_dict() for p in space], 'measure': args.measure,
               'primary_metric': args.primary_metric, 'eval_type': args.eval_type,

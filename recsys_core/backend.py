@@ -32,8 +32,11 @@ def configure(device=None, backend=None, verbose=False):
     if backend not in BACKENDS:
         raise UserError('Unknown backend {!r}; use one of: {}'.format(backend, ', '.join(BACKENDS)))
     if device == 'cuda':
-        raise UserError('Device cuda is not available in this version: GPU support (CUDA graphs and pycuda '
-                        'kernels) is not implemented yet; use -d cpu')
+        from .cuda_device import require_gpu
+        gpu = require_gpu()  # one clear error when JAX's CUDA build or a GPU is missing
+        raise UserError('-d cuda: found {}, but training on the GPU is not available in this version: the '
+                        'CUDA kernels (gpu_ops/cuda) are written and checked, the compiled-graph route is not '
+                        'chosen yet (see benchmarks/RESULTS.md); use -d cpu'.format(gpu))
     pytensor.config.floatX = 'float32'
     # Vectorised exp/sigmoid in the generated C code need these flags (measured 7x on exp);
     # NaN detection happens on the returned loss in Python, so finite-math assumptions are safe here.

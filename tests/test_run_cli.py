@@ -88,6 +88,7 @@ def error_cases(files, trained):
         (['run.py', t, '-ps', PARAMS, '-t', str(d / 'unknown.tsv')], 'None of the test items'),
         (['run.py', t, '-ps', PARAMS, '-g', 'no_such_model'], 'Cannot import model module'),
         (['run.py', t, '-ps', PARAMS, '-d', 'tpu'], 'Unknown device'),
+        (['run.py', t, '-ps', PARAMS, '-d', 'cuda'], '-d cuda'),  # no GPU on test machines: says so
         (['run.py', trained[0], '-l', '-t', str(d / 'nocol.tsv')], 'ItemId'),
         (['run.py', t, '-l'], 'corrupt or not a model file'),
     ]
