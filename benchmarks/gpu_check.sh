@@ -3,8 +3,9 @@
 # (built here from its sdist against this machine's CUDA) and the Python packages the image lacks,
 # from .whl/ (made by benchmarks/fetch_gpu_packages.sh, carried along); then
 #   1. checks every CUDA kernel on the GPU against the CPU (tests/test_cuda_kernels.py, pycuda cases),
-#   2. trains and evaluates each model end to end with -d cuda on the demo data,
-#   3. measures (benchmarks/gpu_speed.py).
+#   2. checks that -d cuda finds the GPU through the driver,
+#   3. measures the kernels against PyTorch on the same GPU (benchmarks/gpu_kernels_speed.py).
+# End-to-end training with -d cuda is not in this version (see benchmarks/RESULTS.md, issue #6).
 # Output goes to $OUT (default /tmp/gpu_check). Usage: bash benchmarks/gpu_check.sh [quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +20,6 @@ python3 -c "import pycuda.autoprimaryctx, pycuda.driver as d; print('pycuda', d.
 
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py 2>&1 | tee "$OUT/kernel_checks.txt"
 
-demo=data/demo
-for model in gru4rec nextitnet cprec; do
-    python3 run.py "$demo/train.tsv" -t "$demo/test.tsv" -g "$model" -d cuda -ps n_epochs=2 -m 1 5 20 \
-        2>&1 | tee "$OUT/run_$model.txt"
-done
+python3 -c "from recsys_core.cuda_device import require_gpu; print('-d cuda finds:', require_gpu())"
 [ "${1:-}" = quick ] && exit 0
-python3 benchmarks/gpu_speed.py 2>&1 | tee "$OUT/gpu_speed.txt"
+python3 benchmarks/gpu_kernels_speed.py 2>&1 | tee "$OUT/gpu_kernels_speed.txt"
