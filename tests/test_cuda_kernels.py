@@ -190,3 +190,17 @@ def test_sampled_scores_forward_and_backward_match_the_cpu(executor, with_bias):
     assert _relative_error(executor.to_host(dense_bias), want_bias) < 1e-5
     untouched = np.setdiff1d(np.arange(N), idx)
     assert not executor.to_host(dense_items)[untouched].any()  # row-sparse: only sampled rows change
+
+
+def test_without_pycuda_the_gpu_executor_says_what_is_missing(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_pycuda(name, *args, **kwargs):
+        if name.startswith('pycuda'):
+            raise ImportError('No module named {!r}'.format(name))
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, '__import__', no_pycuda)
+    with pytest.raises(ck.KernelUnavailable, match='need pycuda'):
+        ck.PycudaExecutor()
