@@ -1,7 +1,7 @@
 """Device and backend selection, one place for the whole project.
 
 ``-d/--device`` in the front ends, or the environment variable ``RECSYS_DEVICE`` (cpu or cuda),
-chooses the device; ``RECSYS_BACKEND`` (c or numba) overrides the compiled backend for the CPU.
+chooses the device; ``RECSYS_BACKEND`` (c, numba, or the experimental jax: recsys_core.jax_backend) overrides the compiled backend for the CPU.
 The default CPU backend is chosen by measurement (see benchmarks/RESULTS.md).
 All graphs are float32 (the original's floatX), and every function is compiled through
 :func:`compile_function` so the choice applies everywhere.
@@ -17,7 +17,7 @@ import gpu_ops.rows  # noqa: F401  (registers the row-scatter rewrite)
 from .errors import UserError
 
 DEVICES = ('cpu', 'cuda')
-BACKENDS = ('c', 'numba')
+BACKENDS = ('c', 'numba', 'jax')
 DEFAULT_CPU_BACKEND = 'c'
 
 _state = {'device': None, 'backend': None}
@@ -44,6 +44,13 @@ def configure(device=None, backend=None, verbose=False):
     # PyTensor warns at import when it finds no BLAS to link its C code against; recsys_core links
     # the system OpenBLAS when present and otherwise the C backend falls back to numpy's BLAS.
     warnings.filterwarnings('ignore', message='.*BLAS.*')
+    if backend == 'jax':
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            raise UserError('RECSYS_BACKEND=jax needs JAX: pip install "pytensor-recsys[jax]"') from None
+        import gpu_ops
+        gpu_ops.set_custom_ops(False)  # the custom Ops have no JAX versions: use the reference compositions
     _state.update(device=device, backend=backend)
     if verbose:
         print('Using device: {} (backend: {}{})'.format(
@@ -73,4 +80,7 @@ def compile_mode():
     _, backend = current()
     if backend == 'numba':
         return get_mode('NUMBA')
+    if backend == 'jax':
+        from .jax_backend import jax_mode
+        return jax_mode()
     return Mode(linker='cvm', optimizer='fast_run').excluding('symbolic_op_recognition', 'local_dot22_to_dot22scalar').including('row_scatter')
