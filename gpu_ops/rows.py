@@ -13,11 +13,12 @@ import numba
 import numpy as np
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
+from pytensor.link.c.op import COp
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.tensor.math import Sum
 from pytensor.tensor.subtensor import AdvancedIncSubtensor1
 
+from .c_code import alias_or_copy, element_stride, require_dims, source_version
 from .reductions import RowSum
 
 
@@ -37,8 +38,11 @@ def _scatter(out, y, idx, set_mode):
     return -1
 
 
-class RowScatter(Op):
-    """out = x with rows ``idx`` incremented (or set) by the rows of y; optionally in place."""
+class RowScatter(COp):
+    """out = x with rows ``idx`` incremented (or set) by the rows of y; optionally in place.
+
+    C code under the C backend; ``perform`` (numba) under the other linkers.
+    """
     __props__ = ('set_instead_of_inc', 'inplace')
 
     def __init__(self, set_instead_of_inc=False, inplace=False):
@@ -63,6 +67,47 @@ class RowScatter(Op):
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0]]
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        x, y, idx = inputs
+        (z,) = outputs
+        fail = sub['fail']
+        op = '=' if self.set_instead_of_inc else '+='
+        return require_dims(x, 2, fail, 'RowScatter x') + require_dims(y, 2, fail, 'RowScatter y') \
+            + alias_or_copy(x, z, self.inplace, fail) + '''
+        {{
+            const npy_intp n = PyArray_DIMS({z})[0], m = PyArray_DIMS({z})[1], k = PyArray_DIMS({idx})[0];
+            if ((PyArray_DIMS({y})[0] != k && PyArray_DIMS({y})[0] != 1) || (PyArray_DIMS({y})[1] != m && PyArray_DIMS({y})[1] != 1)) {{
+                PyErr_Format(PyExc_ValueError, "RowScatter: %ld index rows and a (%ld, %ld) matrix of rows for width %ld",
+                             (long)k, (long)PyArray_DIMS({y})[0], (long)PyArray_DIMS({y})[1], (long)m);
+                {fail}
+            }}
+            const npy_intp zs0 = PyArray_STRIDES({z})[0] / sizeof(dtype_{z}), zs1 = PyArray_STRIDES({z})[1] / sizeof(dtype_{z});
+            const npy_intp ys0 = {ys0}, ys1 = {ys1};
+            const npy_intp is0 = PyArray_STRIDES({idx})[0] / sizeof(dtype_{idx});
+            dtype_{z}* zd = (dtype_{z}*) PyArray_DATA({z});
+            const dtype_{y}* yd = (const dtype_{y}*) PyArray_DATA({y});
+            const dtype_{idx}* id = (const dtype_{idx}*) PyArray_DATA({idx});
+            for (npy_intp i = 0; i < k; ++i) {{
+                npy_intp r = (npy_intp) id[i * is0];
+                if (r < 0) r += n;
+                if (r < 0 || r >= n) {{
+                    PyErr_Format(PyExc_IndexError, "row index %ld out of bounds for %ld rows", (long) id[i * is0], (long) n);
+                    {fail}
+                }}
+                dtype_{z}* __restrict__ zr = zd + r * zs0;
+                const dtype_{y}* __restrict__ yr = yd + i * ys0;
+                if (zs1 == 1 && ys1 == 1) {{
+                    for (npy_intp j = 0; j < m; ++j) zr[j] {op} yr[j];
+                }} else {{
+                    for (npy_intp j = 0; j < m; ++j) zr[j * zs1] {op} yr[j * ys1];
+                }}
+            }}
+        }}
+        '''.format(z=z, y=y, idx=idx, fail=fail, op=op, ys0=element_stride(y, 0), ys1=element_stride(y, 1))
+
+    def c_code_cache_version(self):
+        return source_version(RowScatter.c_code, alias_or_copy, element_stride, require_dims)
 
 
 @node_rewriter([AdvancedIncSubtensor1])

@@ -4,18 +4,23 @@ matrix, with its gradient computed in the same pass.
 The reference is the composition of standard ops in ``gru4rec.losses`` (activation, then loss);
 PyTensor differentiates it into some twenty elementwise passes over the score matrix, which
 measured as the largest part of a CPU training step. :class:`SampledLoss` computes the summed loss
-and d(loss)/d(scores) with a few vectorised numpy passes and hands the gradient to the backward
-pass as a constant (its pullback is a single multiply by the incoming scalar cotangent). A CUDA
-implementation slots in as another ``perform`` of the same Op.
+and d(loss)/d(scores) in one pass per row (C, gpu_ops/c/sampled_loss.h, under the C backend; the
+numpy ``perform`` below, with the same formulas, under the other linkers) and hands the gradient to
+the backward pass as a constant (its pullback is a single multiply by the incoming scalar
+cotangent). A CUDA implementation slots in as another implementation of the same Op.
 
 Positives are on the diagonal (row i, column i); ``K`` is the number of columns.
 """
+import os
+
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
+from pytensor.link.c.op import COp
 
 from recsys_core.activations import parse_activation
+
+from .c_code import source_version
 
 EPS = 1e-24
 
@@ -140,7 +145,13 @@ def loss_forward_backward(y, loss, smoothing, bpreg):
     return value, g
 
 
-class SampledLoss(Op):
+ACTIVATION_CODES = {k: i for i, k in enumerate(
+    ('linear', 'relu', 'tanh', 'softmax', 'softmax_logit', 'leaky', 'elu', 'selu'))}
+LOSS_CODES = {k: i for i, k in enumerate(('cross-entropy', 'xe_logit', 'bpr', 'top1', 'bpr-max', 'top1-max'))}
+C_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'c', 'sampled_loss.h')
+
+
+class SampledLoss(COp):
     """(summed loss, d loss / d scores) of final activation + loss on a sampled score matrix."""
     __props__ = ('loss', 'final_act', 'smoothing', 'bpreg')
 
@@ -163,6 +174,54 @@ class SampledLoss(Op):
 
     def infer_shape(self, fgraph, node, shapes):
         return [(), shapes[0]]
+
+    def c_support_code(self, **kwargs):
+        with open(C_SOURCE) as f:
+            return f.read()
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        (z,) = inputs
+        value, dz = outputs
+        fail = sub['fail']
+        kind, args = self._act
+        args = tuple(args) + (0.0,) * (2 - len(args))
+        return '''
+        {{
+            if (PyArray_NDIM({z}) != 2 || PyArray_DIMS({z})[0] > PyArray_DIMS({z})[1] || PyArray_DIMS({z})[1] < 2) {{
+                PyErr_SetString(PyExc_ValueError, "SampledLoss: needs an M x K score matrix with 2 <= K and M <= K");
+                {fail}
+            }}
+            PyArrayObject* zc = PyArray_GETCONTIGUOUS({z});
+            if (!zc) {{ {fail} }}
+            if (!({dz} && PyArray_SAMESHAPE({dz}, zc) && PyArray_ISCARRAY({dz}))) {{
+                Py_XDECREF({dz});
+                {dz} = (PyArrayObject*) PyArray_EMPTY(2, PyArray_DIMS(zc), PyArray_TYPE(zc), 0);
+            }}
+            if (!{value}) {{
+                {value} = (PyArrayObject*) PyArray_EMPTY(0, NULL, PyArray_TYPE(zc), 0);
+            }}
+            const ptrdiff_t M = PyArray_DIMS(zc)[0], K = PyArray_DIMS(zc)[1];
+            dtype_{z}* scratch = (dtype_{z}*) malloc(sizeof(dtype_{z}) * 4 * K);
+            if (!{dz} || !{value} || !scratch) {{
+                Py_DECREF(zc); free(scratch);
+                if (!PyErr_Occurred()) PyErr_NoMemory();
+                {fail}
+            }}
+            const double total = sl_matrix<dtype_{z}>({act}, {a0}, {a1}, {loss}, {smoothing}, {bpreg},
+                (const dtype_{z}*) PyArray_DATA(zc), (dtype_{z}*) PyArray_DATA({dz}), M, K, scratch);
+            *(dtype_{z}*) PyArray_DATA({value}) = (dtype_{z}) total;
+            free(scratch);
+            Py_DECREF(zc);
+        }}
+        '''.format(z=z, value=value, dz=dz, fail=fail, act=ACTIVATION_CODES[kind], a0=repr(float(args[0])),
+                   a1=repr(float(args[1])), loss=LOSS_CODES[self.loss], smoothing=repr(self.smoothing),
+                   bpreg=repr(self.bpreg))
+
+    def c_headers(self, **kwargs):
+        return ['<cstdlib>', '<cmath>']
+
+    def c_code_cache_version(self):
+        return source_version(SampledLoss.c_code, C_SOURCE)
 
     def pullback(self, inputs, outputs, cotangents):
         return [cotangents[0] * outputs[1]]

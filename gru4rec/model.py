@@ -19,6 +19,7 @@ import pytensor
 import pytensor.tensor as pt
 
 import gpu_ops
+from gpu_ops.layout import contiguous
 from recsys_core import data as datatools
 from recsys_core.activations import build_activation, check_activation
 from recsys_core.backend import compile_function
@@ -203,9 +204,10 @@ class GRU4Rec(ParamSet):
                 vec = first_layer_rows + S['Bh0']
             else:
                 vec = pt.dot(y, S['Wx{}'.format(i)]) + S['Bh{}'.format(i)]
-            rz = pt.sigmoid(vec[:, h:] + pt.dot(H[i], S['Wrz{}'.format(i)]))
-            cand = act(pt.dot(H[i] * rz[:, :h], S['Wh{}'.format(i)]) + vec[:, :h])
-            z = rz[:, h:]
+            # contiguous(): see gpu_ops.layout (strided inputs, and the activation kept out of fused loops)
+            rz = pt.sigmoid(contiguous(vec[:, h:]) + pt.dot(H[i], S['Wrz{}'.format(i)]))
+            cand = contiguous(act(pt.dot(H[i] * contiguous(rz[:, :h]), S['Wh{}'.format(i)]) + contiguous(vec[:, :h])))
+            z = contiguous(rz[:, h:])
             y = (1.0 - z) * H[i] + z * cand
             y = dropout(y, drop_hidden, srng)
             H_new.append(y if R is None else y * (1.0 - R[:, None]))

@@ -7,8 +7,9 @@ PyTorch port does the same; the Theano original scaled each occurrence separatel
 equals the dense update restricted to the touched rows.
 
 Supported: adapt None (plain SGD), 'adagrad', 'rmsprop', 'adam', 'adadelta'; momentum; L2 (lmbd);
-global-norm gradient clipping (grad_cap). With custom ops on, the row-sparse adagrad update runs as
-one in-place Op (gpu_ops.sparse_update); the composition here is its reference.
+global-norm gradient clipping (grad_cap). With custom ops on, adagrad updates (row-sparse and dense,
+the latter as an update of every row) run as one in-place Op each (gpu_ops.sparse_update); the
+composition here is its reference.
 """
 from collections import OrderedDict
 
@@ -66,6 +67,10 @@ class Optimizer:
             grads = [pt.cast(g * scale, g.dtype) for g in grads]
         updates = OrderedDict()
         for p, g in zip(dense, grads[:len(dense)]):
+            if self.adapt == 'adagrad' and gpu_ops.custom_ops_enabled():
+                every_row = pt.constant(np.arange(p.get_value(borrow=True).shape[0], dtype='int64'))
+                self._fused_adagrad(SparseParam(p, every_row, p), g, updates)
+                continue
             g = self._scale(p, g, updates, rows=None)
             self._apply(p, p, g, updates, rows=None)
         for s, g in zip(sparse, grads[len(dense):]):

@@ -185,3 +185,80 @@ def test_sparse_adagrad_is_compiled_in_place():
     f(np.array([3, 3, 7], dtype='int32'))
     w = W.get_value()
     assert (w[[3, 7]] < 1).all() and (np.delete(w, [3, 7], axis=0) == 1).all()
+
+
+# ----------------------------------------------------------------- C code against perform
+def c_and_python(inputs, outputs):
+    """The same graph compiled for the C backend (the Ops' C code) and for the Python linker
+    (their ``perform``); asserts that the custom Ops really run as C code in the first."""
+    from pytensor.compile.mode import Mode
+    c = pytensor.function(inputs, outputs, mode=compile_mode())
+    custom = (SampledLoss, SparseAdagrad, RowScatter, Contiguous)
+    ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
+                if isinstance(node.op, custom)]
+    assert ran_as_c and all(ran_as_c)
+    py = pytensor.function(inputs, outputs, mode=Mode(linker='py', optimizer='fast_run'))
+    return c, py
+
+
+from gpu_ops.layout import Contiguous  # noqa: E402
+from gpu_ops.sampled_loss import SampledLoss  # noqa: E402
+from gpu_ops.sparse_update import SparseAdagrad  # noqa: E402
+
+
+@pytest.mark.parametrize('loss,act,smoothing', LOSS_ACTS)
+def test_sampled_loss_c_code_matches_perform(loss, act, smoothing):
+    z = pt.matrix('z', dtype='float32')
+    c, py = c_and_python([z], SampledLoss(loss, act, smoothing, 0.7)(z))
+    rng = np.random.RandomState(11)
+    for shape in [(9, 40), (1, 2), (5, 5)]:
+        scores = (rng.randn(*shape) * 2).astype('float32')
+        (vc, gc), (vp, gp) = c(scores), py(scores)
+        np.testing.assert_allclose(vc, vp, rtol=2e-5)
+        np.testing.assert_allclose(gc, gp, rtol=2e-4, atol=1e-6)
+    with pytest.raises(ValueError):
+        c(np.zeros((3, 2), dtype='float32'))  # more rows than columns: no diagonal of positives
+
+
+@pytest.mark.parametrize('momentum', [0.0, 0.5])
+@pytest.mark.parametrize('lmbd', [0.0, 0.01])
+@pytest.mark.parametrize('ndim', [1, 2])
+def test_sparse_adagrad_c_code_matches_perform(momentum, lmbd, ndim):
+    state = [pt.tensor('s{}'.format(i), dtype='float32', shape=(None,) * ndim) for i in range(3 if momentum else 2)]
+    rows, g = pt.lvector('rows'), pt.tensor('g', dtype='float32', shape=(None,) * ndim)
+    outs = SparseAdagrad(0.1, momentum, lmbd)(*state, rows, g)
+    c, py = c_and_python(state + [rows, g], outs)
+    rng = np.random.RandomState(3)
+    shape = (20, 7)[:ndim]
+    values = [rng.randn(*shape).astype('float32'), rng.rand(*shape).astype('float32'), rng.randn(*shape).astype('float32')]
+    values = values[:len(state)]
+    idx = np.array([4, 0, 19, 7], dtype='int64')
+    grad = rng.randn(4, *shape[1:]).astype('float32')[:, ::-1] if ndim == 2 else rng.randn(4).astype('float32')
+    for a, b in zip(c(*values, idx, grad), py(*values, idx, grad)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    untouched = np.setdiff1d(np.arange(20), idx)
+    np.testing.assert_array_equal(c(*values, idx, grad)[0][untouched], values[0][untouched])
+    with pytest.raises(IndexError):
+        c(*values, np.array([0, 1, 2, 20]), grad)
+
+
+def test_row_scatter_c_code_matches_perform_on_strided_and_broadcast_rows():
+    x, y = pt.matrix('x', dtype='float32'), pt.matrix('y', dtype='float32')
+    idx = pt.lvector('idx')
+    c, py = c_and_python([x, y, idx], [RowScatter(False, False)(x.T, y, idx), RowScatter(True, False)(x.T, y[:1], -idx - 1)])
+    rng = np.random.RandomState(8)
+    a, b = rng.randn(5, 12).astype('float32'), rng.randn(4, 5).astype('float32')
+    ind = np.array([0, 11, 0, 3])
+    for got, expected in zip(c(a, b, ind), py(a, b, ind)):
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_contiguous_copies_only_strided_inputs():
+    x = pt.matrix('x', dtype='float32')
+    c, py = c_and_python([x], [Contiguous()(x[:, 1:]), Contiguous()(x) * 2])
+    a = np.arange(12, dtype='float32').reshape(3, 4)
+    for f in (c, py):
+        sliced, doubled = f(a)
+        assert sliced.flags.c_contiguous
+        np.testing.assert_array_equal(sliced, a[:, 1:])
+        np.testing.assert_array_equal(doubled, a * 2)
