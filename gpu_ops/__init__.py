@@ -15,6 +15,7 @@ custom Op against its reference on random inputs, gradients included.
   matrix with its gradient in one pass (reference: ``gru4rec.losses.reference_loss``).
 - ``gpu_ops.sparse_update.SparseAdagrad``: in-place row-sparse adagrad update (reference:
   ``recsys_core.optim.Optimizer``'s composed update).
+- :func:`unique_inverse`: sorted unique indices with the inverse mapping (the rows a step touches).
 - ``gpu_ops.rows``: a compiled row scatter replacing PyTensor's Python row increments (a rewrite).
 """
 import os
@@ -25,6 +26,7 @@ from .diag import positive_diag
 from .ranking import rank_counts
 from .reductions import row_max_shift, row_sum
 from .search import searchsorted
+from .unique import unique_inverse
 
 _custom = os.environ.get('GPU_OPS_DISABLE_CUSTOM', '0') not in ('1', 'true', 'True')
 
@@ -39,4 +41,4 @@ def custom_ops_enabled():
     return _custom
 
 
-__all__ = ['positive_diag', 'rank_counts', 'row_max_shift', 'row_sum', 'searchsorted', 'set_custom_ops', 'custom_ops_enabled']
+__all__ = ['positive_diag', 'rank_counts', 'row_max_shift', 'row_sum', 'searchsorted', 'unique_inverse', 'set_custom_ops', 'custom_ops_enabled']

@@ -230,13 +230,13 @@ class GRU4Rec(ParamSet):
         mode = self._input_mode()
         first_rows = None
         if mode == 'shared':
-            rows, inv = pt.unique(pt.concatenate([X, Yall]), return_inverse=True)
+            rows, inv = gpu_ops.unique_inverse(pt.concatenate([X, Yall]))
             gathered = S['Wy'][rows]
             sparse.append(SparseParam(S['Wy'], rows, gathered))
             both = gathered[inv]
             x, Sy = dropout(both[:M], self.dropout_p_embed, srng), both[M:]
         else:
-            rows_x, inv_x = pt.unique(X, return_inverse=True)
+            rows_x, inv_x = gpu_ops.unique_inverse(X)
             table = S['E'] if mode == 'embedding' else S['Wx0']
             gathered_x = table[rows_x]
             sparse.append(SparseParam(table, rows_x, gathered_x))
@@ -244,11 +244,11 @@ class GRU4Rec(ParamSet):
                 x = dropout(gathered_x[inv_x], self.dropout_p_embed, srng)
             else:
                 x, first_rows = None, gathered_x[inv_x]
-            rows_y, inv_y = pt.unique(Yall, return_inverse=True)
+            rows_y, inv_y = gpu_ops.unique_inverse(Yall)
             gathered_y = S['Wy'][rows_y]
             sparse.append(SparseParam(S['Wy'], rows_y, gathered_y))
             Sy = gathered_y[inv_y]
-        rows_b, inv_b = pt.unique(Yall, return_inverse=True)
+        rows_b, inv_b = gpu_ops.unique_inverse(Yall)
         gathered_b = S['By'][rows_b]
         sparse.append(SparseParam(S['By'], rows_b, gathered_b))
         h, H_new = self._gru(x, H, R, self.dropout_p_hidden, srng, first_rows)

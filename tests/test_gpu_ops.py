@@ -193,7 +193,8 @@ def c_and_python(inputs, outputs):
     (their ``perform``); asserts that the custom Ops really run as C code in the first."""
     from pytensor.compile.mode import Mode
     c = pytensor.function(inputs, outputs, mode=compile_mode())
-    custom = (SampledLoss, SparseAdagrad, RowScatter, Contiguous)
+    from gpu_ops.unique import UniqueInverse
+    custom = (SampledLoss, SparseAdagrad, RowScatter, Contiguous, UniqueInverse)
     ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
                 if isinstance(node.op, custom)]
     assert ran_as_c and all(ran_as_c)
@@ -262,3 +263,20 @@ def test_contiguous_copies_only_strided_inputs():
         assert sliced.flags.c_contiguous
         np.testing.assert_array_equal(sliced, a[:, 1:])
         np.testing.assert_array_equal(doubled, a * 2)
+
+
+@pytest.mark.parametrize('values', [[5, 3, 5, 0, 3, 9], [7], [], [-4, 2, -4, 2, 2], [10 ** 9, 3, 10 ** 9, -(10 ** 9)]])
+def test_unique_inverse_matches_numpy_on_dense_and_sparse_ranges(values):
+    """Small ranges take the table path, huge ranges the sorting path; both equal numpy's unique."""
+    from gpu_ops.unique import UniqueInverse
+    x = pt.lvector('x')
+    c, py = c_and_python([x], UniqueInverse()(x))
+    a = np.array(values, dtype='int64')
+    expected_values, expected_inverse = np.unique(a, return_inverse=True)
+    for f in (c, py):
+        got_values, got_inverse = f(a)
+        np.testing.assert_array_equal(got_values, expected_values)
+        np.testing.assert_array_equal(got_inverse, expected_inverse)
+    big = np.random.RandomState(2).randint(0, 50000, size=3000).astype('int64')
+    np.testing.assert_array_equal(c(big)[0], np.unique(big))
+    np.testing.assert_array_equal(c(big)[0][c(big)[1]], big)
