@@ -194,7 +194,8 @@ def c_and_python(inputs, outputs):
     from pytensor.compile.mode import Mode
     c = pytensor.function(inputs, outputs, mode=compile_mode())
     from gpu_ops.unique import UniqueInverse
-    custom = (SampledLoss, SparseAdagrad, RowScatter, Contiguous, UniqueInverse)
+    from gpu_ops.search import SearchSorted
+    custom = (SampledLoss, SparseAdagrad, RowScatter, Contiguous, UniqueInverse, SearchSorted)
     ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
                 if isinstance(node.op, custom)]
     assert ran_as_c and all(ran_as_c)
@@ -280,3 +281,20 @@ def test_unique_inverse_matches_numpy_on_dense_and_sparse_ranges(values):
     big = np.random.RandomState(2).randint(0, 50000, size=3000).astype('int64')
     np.testing.assert_array_equal(c(big)[0], np.unique(big))
     np.testing.assert_array_equal(c(big)[0][c(big)[1]], big)
+
+
+@pytest.mark.parametrize('n', [0, 1, 2, 3, 7, 1000])
+def test_searchsorted_c_code_matches_numpy_on_exact_hits_and_ends(n):
+    """side='left' at exact hits, below the first and above the last entry, every tail length."""
+    from gpu_ops.search import SearchSorted
+    cdf, u = pt.vector('cdf', dtype='float32'), pt.vector('u', dtype='float32')
+    c, py = c_and_python([cdf, u], SearchSorted()(cdf, u))
+    rng = np.random.RandomState(n)
+    table = np.sort(rng.rand(n)).astype('float32')
+    if n:
+        table[n // 2:n // 2 + 2] = table[n // 2]  # repeated entries
+    for m in (0, 5, 8, 19):
+        probe = np.concatenate([rng.rand(m), table[:m], [-1.0, 2.0]]).astype('float32')
+        expected = np.searchsorted(table, probe)
+        np.testing.assert_array_equal(c(table, probe), expected)
+        np.testing.assert_array_equal(py(table, probe), expected)
