@@ -195,7 +195,8 @@ def c_and_python(inputs, outputs):
     c = pytensor.function(inputs, outputs, mode=compile_mode())
     from gpu_ops.unique import UniqueInverse
     from gpu_ops.search import SearchSorted
-    custom = (SampledLoss, SparseAdagrad, RowScatter, Contiguous, UniqueInverse, SearchSorted)
+    from gpu_ops.softmax import RowSoftmax
+    custom = (SampledLoss, SparseAdagrad, RowScatter, Contiguous, UniqueInverse, SearchSorted, RowSoftmax)
     ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
                 if isinstance(node.op, custom)]
     assert ran_as_c and all(ran_as_c)
@@ -298,3 +299,18 @@ def test_searchsorted_c_code_matches_numpy_on_exact_hits_and_ends(n):
         expected = np.searchsorted(table, probe)
         np.testing.assert_array_equal(c(table, probe), expected)
         np.testing.assert_array_equal(py(table, probe), expected)
+
+
+def test_row_softmax_matches_reference_with_gradient_and_c_code_matches_perform():
+    from gpu_ops.softmax import RowSoftmax
+    from recsys_core.activations import softmax
+    x = pt.matrix('x', dtype='float32')
+    w = pt.matrix('w', dtype='float32')
+    custom, ref = both(lambda v, u: [softmax(v), pytensor.grad(pt.sum(softmax(v) * u), v)], x, w)
+    rng = np.random.RandomState(6)
+    a, b = (rng.randn(7, 300) * 8).astype('float32'), rng.randn(7, 300).astype('float32')
+    for got, expected in zip(custom(a, b), ref(a, b)):
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-7)
+    c, py = c_and_python([x], RowSoftmax()(x.T))
+    np.testing.assert_allclose(c(a), py(a), rtol=2e-6, atol=1e-9)
+    np.testing.assert_allclose(c(a).sum(axis=1), 1, rtol=1e-5)
