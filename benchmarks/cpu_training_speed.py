@@ -152,6 +152,9 @@ def main():
         print('official port evaluation: {:.0f} events/s (last round)'.format(n_events / rounds[-1][2]))
         print('ratio this project / official (full epoch mb/s), per round: {}; median {:.2f}x'.format(
             ' '.join('{:.2f}x'.format(x) for x in ratios), float(np.median(ratios))))
+        best_ours, best_official = max(o for o, _, _ in rounds), max(p for _, p, _ in rounds)
+        print('best round of each (least disturbed by other load): {:.1f} vs {:.1f} mb/s = {:.2f}x'.format(
+            best_ours, best_official, best_ours / best_official))
 
 if __name__ == '__main__':
     main()

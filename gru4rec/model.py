@@ -233,8 +233,9 @@ class GRU4Rec(ParamSet):
             rows, inv = gpu_ops.unique_inverse(pt.concatenate([X, Yall]))
             gathered = S['Wy'][rows]
             sparse.append(SparseParam(S['Wy'], rows, gathered))
-            both = gathered[inv]
-            x, Sy = dropout(both[:M], self.dropout_p_embed, srng), both[M:]
+            # two gathers rather than slices of one: the backward pass then scatters each part
+            # straight into the row gradient instead of first assembling a (M + K) x d matrix
+            x, Sy = dropout(gathered[inv[:M]], self.dropout_p_embed, srng), gathered[inv[M:]]
         else:
             rows_x, inv_x = gpu_ops.unique_inverse(X)
             table = S['E'] if mode == 'embedding' else S['Wx0']
