@@ -129,6 +129,14 @@ class SparseAdagrad(COp):
             for (npy_intp r = 0; r < k; ++r) {{
                 const npy_intp w = (npy_intp) rd[r * rs];
                 if (w < 0 || w >= n) {{ bad = w; break; }}
+                if (r + 8 < k) {{  // scattered rows of large tables miss the cache: ask for one 8 rows ahead
+                    const npy_intp p = (npy_intp) rd[(r + 8) * rs];
+                    if (p >= 0 && p < n)
+                        for (npy_intp j = 0; j < m; j += 64 / sizeof(dtype_{W})) {{
+                            __builtin_prefetch(Wd + p * m + j, 1);
+                            __builtin_prefetch(Ad + p * m + j, 1);
+                        }}
+                }}
                 dtype_{W}* __restrict__ Wr = Wd + w * m;
                 dtype_{W}* __restrict__ Ar = Ad + w * m;
                 const dtype_{g}* __restrict__ gr = gd + r * m;

@@ -6,7 +6,7 @@ import pytest
 
 import gpu_ops
 from gpu_ops.ranking import ranks_from_counts
-from gpu_ops.rows import RowScatter
+from gpu_ops.rows import RowGather, RowScatter
 from recsys_core.backend import compile_mode
 
 
@@ -196,7 +196,7 @@ def c_and_python(inputs, outputs):
     from gpu_ops.unique import UniqueInverse
     from gpu_ops.search import SearchSorted
     from gpu_ops.softmax import RowSoftmax
-    custom = (SampledLoss, SparseAdagrad, RowScatter, Contiguous, UniqueInverse, SearchSorted, RowSoftmax)
+    custom = (SampledLoss, SparseAdagrad, RowScatter, RowGather, Contiguous, UniqueInverse, SearchSorted, RowSoftmax)
     ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
                 if isinstance(node.op, custom)]
     assert ran_as_c and all(ran_as_c)
@@ -243,6 +243,13 @@ def test_sparse_adagrad_c_code_matches_perform(momentum, lmbd, ndim):
     np.testing.assert_array_equal(c(*values, idx, grad)[0][untouched], values[0][untouched])
     with pytest.raises(IndexError):
         c(*values, np.array([0, 1, 2, 20]), grad)
+    # more rows than the prefetch distance (8), with a bad index where only the prefetch sees it first
+    many = rng.permutation(20)[:15].astype('int64')
+    grad = rng.randn(15, *shape[1:]).astype('float32')
+    for a, b in zip(c(*values, many, grad), py(*values, many, grad)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    with pytest.raises(IndexError):
+        c(*values, np.concatenate([many[:12], [20], many[12:14]]), grad)
 
 
 def test_row_scatter_c_code_matches_perform_on_strided_and_broadcast_rows():
@@ -254,6 +261,39 @@ def test_row_scatter_c_code_matches_perform_on_strided_and_broadcast_rows():
     ind = np.array([0, 11, 0, 3])
     for got, expected in zip(c(a, b, ind), py(a, b, ind)):
         np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize('idx_dtype', ['int32', 'int64'])
+def test_row_gather_c_code_matches_perform_and_numpy(idx_dtype):
+    x, idx = pt.matrix('x', dtype='float32'), pt.vector('idx', dtype=idx_dtype)
+    c, py = c_and_python([x, idx], [RowGather()(x, idx), RowGather()(x.T, idx)])
+    rng = np.random.RandomState(9)
+    a = rng.randn(40, 40).astype('float32')
+    for ind in [rng.randint(-40, 40, size=25), np.array([3]), np.array([], dtype=int), rng.randint(0, 40, size=60)]:
+        ind = ind.astype(idx_dtype)  # lengths change between calls: the reused output buffer must follow
+        for got, ref, expected in zip(c(a, ind), py(a, ind), [a[ind], a.T[ind]]):
+            np.testing.assert_array_equal(got, expected)
+            np.testing.assert_array_equal(ref, expected)
+    for bad in [np.array([40]), np.array([-41]), np.r_[np.zeros(10, int), 40, np.zeros(3, int)]]:
+        with pytest.raises(IndexError, match='out of bounds'):
+            c(a, bad.astype(idx_dtype))
+
+
+def test_row_gather_rewrite_replaces_matrix_take_and_keeps_gradients():
+    x, idx = pt.matrix('x', dtype='float32'), pt.lvector('idx')
+    f = pytensor.function([x, idx], [x[idx], pytensor.grad((x[idx] ** 2).sum(), x), x[:, 0][idx]], mode=compile_mode())
+    ops = [type(n.op) for n in f.maker.fgraph.apply_nodes]
+    assert RowGather in ops
+    a, ind = np.random.RandomState(2).randn(6, 3).astype('float32'), np.array([5, 1, 5, -6])
+    rows, grad, vec = f(a, ind)
+    expected = np.zeros_like(a)
+    np.add.at(expected, ind, 2 * a[ind])
+    np.testing.assert_array_equal(rows, a[ind])
+    np.testing.assert_allclose(grad, expected, rtol=1e-6)
+    np.testing.assert_array_equal(vec, a[:, 0][ind])
+    # the Op's own gradient (used when it is placed in a graph directly)
+    g = pytensor.function([x, idx], pytensor.grad((RowGather()(x, idx) ** 2).sum(), x), mode=compile_mode())
+    np.testing.assert_allclose(g(a, ind), expected, rtol=1e-6)
 
 
 def test_contiguous_copies_only_strided_inputs():
