@@ -22,10 +22,11 @@ from .c_code import alias_or_copy, source_version
 @numba.njit(cache=True, nogil=True)
 def _adagrad_rows(W, acc, vel, rows, g, lr, momentum, lmbd, eps):
     n = W.shape[0]
+    for r in range(rows.shape[0]):  # every index checked first: no half-applied update on bad input
+        if rows[r] < 0 or rows[r] >= n:
+            return r
     for r in range(rows.shape[0]):
         w = rows[r]
-        if w < 0 or w >= n:
-            return r
         for j in range(W.shape[1]):
             gj = g[r, j]
             a = acc[w, j] + gj * gj
@@ -125,17 +126,25 @@ class SparseAdagrad(COp):
             dtype_{W}* Ad = (dtype_{W}*) PyArray_DATA({acc});
             dtype_{W}* Vd = (dtype_{W}*) PyArray_DATA({vel});
             const dtype_{W} lr = {lr}, mom = {mom}, lmbd = {lmbd}, eps = {eps};
+            // Check every index before touching anything: no half-applied update on bad input.
             npy_intp bad = -1;
             for (npy_intp r = 0; r < k; ++r) {{
                 const npy_intp w = (npy_intp) rd[r * rs];
                 if (w < 0 || w >= n) {{ bad = w; break; }}
+            }}
+            if (bad >= 0) {{
+                Py_DECREF(gc);
+                PyErr_Format(PyExc_IndexError, "row index %ld out of bounds for %ld rows", (long) bad, (long) n);
+                {fail}
+            }}
+            for (npy_intp r = 0; r < k; ++r) {{
+                const npy_intp w = (npy_intp) rd[r * rs];
                 if (r + 8 < k) {{  // scattered rows of large tables miss the cache: ask for one 8 rows ahead
                     const npy_intp p = (npy_intp) rd[(r + 8) * rs];
-                    if (p >= 0 && p < n)
-                        for (npy_intp j = 0; j < m; j += 64 / sizeof(dtype_{W})) {{
-                            __builtin_prefetch(Wd + p * m + j, 1);
-                            __builtin_prefetch(Ad + p * m + j, 1);
-                        }}
+                    for (npy_intp j = 0; j < m; j += 64 / sizeof(dtype_{W})) {{
+                        __builtin_prefetch(Wd + p * m + j, 1);
+                        __builtin_prefetch(Ad + p * m + j, 1);
+                    }}
                 }}
                 dtype_{W}* __restrict__ Wr = Wd + w * m;
                 dtype_{W}* __restrict__ Ar = Ad + w * m;
@@ -158,10 +167,6 @@ class SparseAdagrad(COp):
                 }}
             }}
             Py_DECREF(gc);
-            if (bad >= 0) {{
-                PyErr_Format(PyExc_IndexError, "row index %ld out of bounds for %ld rows", (long) bad, (long) n);
-                {fail}
-            }}
         }}
         '''.format(W=W, acc=acc, vel=vel, g=g, rows=rows, fail=fail, lr=repr(self.learning_rate),
                    mom=repr(self.momentum), lmbd=repr(self.lmbd), eps=repr(self.epsilon),

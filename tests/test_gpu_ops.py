@@ -187,6 +187,26 @@ def test_sparse_adagrad_is_compiled_in_place():
     assert (w[[3, 7]] < 1).all() and (np.delete(w, [3, 7], axis=0) == 1).all()
 
 
+@pytest.mark.parametrize('linker', ['c', 'py'])
+def test_sparse_adagrad_in_place_leaves_state_untouched_on_a_bad_index(linker):
+    from pytensor.compile.mode import Mode
+    from gpu_ops.sparse_update import SparseAdagrad
+    W = pytensor.shared(np.ones((30, 4), dtype='float32'), name='W')
+    acc = pytensor.shared(np.zeros((30, 4), dtype='float32'), name='acc')
+    rows, g = pt.lvector('rows'), pt.matrix('g', dtype='float32')
+    new_W, new_acc = SparseAdagrad(0.1, 0.0, 0.0)(W, acc, rows, g)
+    mode = compile_mode() if linker == 'c' else Mode(linker='py', optimizer='fast_run').including('row_scatter')
+    f = pytensor.function([rows, g], [], updates=[(W, new_W), (acc, new_acc)], mode=mode)
+    assert [n.op.inplace for n in f.maker.fgraph.apply_nodes if isinstance(n.op, SparseAdagrad)] == [True]
+    ok = np.arange(0, 24, 2)
+    with pytest.raises(IndexError, match='30'):
+        f(np.r_[ok, 30], np.ones((13, 4), dtype='float32'))
+    np.testing.assert_array_equal(W.get_value(), 1)
+    np.testing.assert_array_equal(acc.get_value(), 0)
+    f(ok, np.ones((12, 4), dtype='float32'))
+    assert (W.get_value()[ok] < 1).all() and (acc.get_value()[ok] == 1).all()
+
+
 # ----------------------------------------------------------------- C code against perform
 def c_and_python(inputs, outputs):
     """The same graph compiled for the C backend (the Ops' C code) and for the Python linker
