@@ -212,15 +212,17 @@ def c_and_python(inputs, outputs):
     """The same graph compiled for the C backend (the Ops' C code) and for the Python linker
     (their ``perform``); asserts that the custom Ops really run as C code in the first."""
     from pytensor.compile.mode import Mode
-    c = pytensor.function(inputs, outputs, mode=compile_mode())
+    c = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input='ignore')
     from gpu_ops.unique import UniqueInverse
     from gpu_ops.search import SearchSorted
     from gpu_ops.softmax import RowSoftmax
-    custom = (SampledLoss, SparseAdagrad, RowScatter, RowGather, Contiguous, UniqueInverse, SearchSorted, RowSoftmax)
+    from gpu_ops.flat_loops import FlatElemwise
+    custom = (SampledLoss, SparseAdagrad, RowScatter, RowGather, Contiguous, UniqueInverse, SearchSorted, RowSoftmax,
+              FlatElemwise)
     ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
                 if isinstance(node.op, custom)]
     assert ran_as_c and all(ran_as_c)
-    py = pytensor.function(inputs, outputs, mode=Mode(linker='py', optimizer='fast_run'))
+    py = pytensor.function(inputs, outputs, mode=Mode(linker='py', optimizer='fast_run'), on_unused_input='ignore')
     return c, py
 
 
@@ -374,3 +376,51 @@ def test_row_softmax_matches_reference_with_gradient_and_c_code_matches_perform(
     c, py = c_and_python([x], RowSoftmax()(x.T))
     np.testing.assert_allclose(c(a), py(a), rtol=2e-6, atol=1e-9)
     np.testing.assert_allclose(c(a).sum(axis=1), 1, rtol=1e-5)
+
+
+# ----------------------------------------------------------------- flat elementwise loops
+@pytest.mark.parametrize('case', ['mask', 'two_outputs', 'row_col_scalar', 'unary_inside', 'strided', 'transposed',
+                                  'rank3', 'comparison'])
+def test_flat_elemwise_matches_python_linker(case):
+    """Each pattern against PyTensor's Python implementation, at sizes incl. empty, one element and
+    Fortran-ordered inputs (those take PyTensor's generic loop)."""
+    from gpu_ops.flat_loops import FlatElemwise
+    a, b, c = pt.fmatrices('a', 'b', 'c')
+    col = pt.tensor('col', dtype='float32', shape=(None, 1))
+    row = pt.tensor('row', dtype='float32', shape=(1, None))
+    one = pt.tensor('one', dtype='float32', shape=(1, 1))
+    x3, y3 = pt.tensor3('x3', dtype='float32'), pt.tensor3('y3', dtype='float32')
+    h = (1 - c) * a + c * b
+    outputs = {'mask': [h * col], 'two_outputs': [h * col, h], 'row_col_scalar': [a * b + row - col * one],
+               'unary_inside': [pt.tanh(a) * c - b], 'strided': [(a + 1)[::2] * b[::2] + c[::2]],
+               'transposed': [a.T * b.T + c.T], 'rank3': [x3 * y3 + 2 * x3], 'comparison': [pt.maximum(a, b) * (c > 0)]}[case]
+    inputs = [a, b, c, col, row, one, x3, y3]
+    c_fn, py = c_and_python(inputs, outputs)
+    assert any(isinstance(n.op, FlatElemwise) for n in c_fn.maker.fgraph.apply_nodes)
+    rng = np.random.RandomState(12)
+    for n, m in [(7, 13), (1, 1), (64, 128), (0, 5), (6, 6)]:
+        values = [rng.randn(n, m).astype('float32') for _ in range(3)] + \
+            [rng.randn(n, 1).astype('float32'), rng.randn(1, m).astype('float32'), rng.randn(1, 1).astype('float32'),
+             rng.randn(3, n, m).astype('float32'), rng.randn(3, n, m).astype('float32')]
+        if n == m:
+            values[1] = np.asfortranarray(values[1])
+        for got, expected in zip(c_fn(*values), py(*values)):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    if case in ('mask', 'row_col_scalar', 'comparison'):
+        with pytest.raises(ValueError):  # sizes must still agree
+            c_fn(np.zeros((3, 4), 'float32'), np.zeros((3, 5), 'float32'), np.zeros((3, 5), 'float32'),
+                 np.zeros((3, 1), 'float32'), np.zeros((1, 4), 'float32'), np.zeros((1, 1), 'float32'),
+                 np.zeros((2, 3, 4), 'float32'), np.zeros((2, 3, 4), 'float32'))
+
+
+def test_flat_elemwise_in_place_update():
+    from gpu_ops.flat_loops import FlatElemwise
+    w = pytensor.shared(np.arange(12, dtype='float32').reshape(3, 4))
+    g = pt.matrix('g', dtype='float32')
+    mask = pt.tensor('mask', dtype='float32', shape=(None, 1))
+    f = pytensor.function([g, mask], [], updates=[(w, (w - 0.5 * g) * mask)], mode=compile_mode())
+    flats = [n.op for n in f.maker.fgraph.apply_nodes if isinstance(n.op, FlatElemwise)]
+    assert flats and flats[0].inplace_pattern
+    f(np.ones((3, 4), 'float32'), np.array([[1], [0], [2]], 'float32'))
+    expected = (np.arange(12, dtype='float32').reshape(3, 4) - 0.5) * np.array([[1], [0], [2]], 'float32')
+    np.testing.assert_allclose(w.get_value(), expected)
