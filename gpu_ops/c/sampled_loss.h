@@ -31,9 +31,12 @@ static void sl_activation(int act, T a0, T a1, const T* __restrict__ z, T* __res
         double s = 0;
         for (ptrdiff_t j = 0; j < K; ++j) { st[j] = std::exp(z[j] - m); s += st[j]; }
         const T inv = T(1.0 / s), logs = T(std::log(s));
-        for (ptrdiff_t j = 0; j < K; ++j) st[j] *= inv;
-        if (act == SL_SOFTMAX) for (ptrdiff_t j = 0; j < K; ++j) y[j] = st[j];
-        else for (ptrdiff_t j = 0; j < K; ++j) y[j] = logs - (z[j] - m);
+        if (act == SL_SOFTMAX) {
+            for (ptrdiff_t j = 0; j < K; ++j) { st[j] *= inv; y[j] = st[j]; }
+        } else {
+            for (ptrdiff_t j = 0; j < K; ++j) st[j] *= inv;
+            for (ptrdiff_t j = 0; j < K; ++j) y[j] = logs - (z[j] - m);
+        }
     }
     }
 }
@@ -166,15 +169,43 @@ static double sl_loss(int loss, T smoothing, T bpreg, const T* __restrict__ y, T
     return C;
 }
 
+// Cross-entropy without smoothing after softmax / softmax_logit: d(loss)/dy is zero except at the
+// target, so sl_loss + sl_activation_grad reduce to one pass with the same arithmetic (every term
+// the general code adds for j != i is an exact zero). Returns the row's loss.
+template <typename T>
+static double sl_xe_one_hot(int act, int loss, const T* __restrict__ y, const T* __restrict__ st,
+                            T* __restrict__ dz, ptrdiff_t i, ptrdiff_t K) {
+    const T EPS = T(1e-24);
+    const T d = y[i];
+    const double value = loss == SL_XE ? double(T(1) * -std::log(d + EPS)) : double(T(1) * d);
+    const T gi = loss == SL_XE ? -T(1) / (d + EPS) : T(1);
+    if (act == SL_SOFTMAX) {
+        const T ts = T(double(gi * d));
+        for (ptrdiff_t j = 0; j < K; ++j) dz[j] = y[j] * (T(0) - ts);
+        dz[i] = d * (gi - ts);
+    } else {
+        const T ts = T(double(gi));
+        for (ptrdiff_t j = 0; j < K; ++j) dz[j] = st[j] * ts;
+        dz[i] = st[i] * ts - gi;
+    }
+    return value;
+}
+
 // Summed loss over the M rows of the M x K matrix z (C-contiguous) and dz = d(loss)/dz.
 // scratch: 4 * K values.
 template <typename T>
 static double sl_matrix(int act, T a0, T a1, int loss, T smoothing, T bpreg, const T* z, T* dz,
                         ptrdiff_t M, ptrdiff_t K, T* scratch) {
     T *y = scratch, *st = scratch + K, *g = scratch + 2 * K, *sn = scratch + 3 * K;
+    const bool one_hot = (loss == SL_XE || loss == SL_XE_LOGIT) && smoothing == 0 &&
+                         (act == SL_SOFTMAX || act == SL_SOFTMAX_LOGIT);
     double total = 0;
     for (ptrdiff_t i = 0; i < M; ++i) {
         sl_activation(act, a0, a1, z + i * K, y, st, K);
+        if (one_hot) {
+            total += sl_xe_one_hot(act, loss, y, st, dz + i * K, i, K);
+            continue;
+        }
         total += sl_loss(loss, smoothing, bpreg, y, g, sn, i, K);
         sl_activation_grad(act, a0, a1, z + i * K, g, y, st, dz + i * K, K);
     }
