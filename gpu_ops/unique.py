@@ -4,7 +4,8 @@ Every GRU4Rec training step deduplicates the ~2,000 item indices it touches (inp
 negative samples). PyTensor's Unique runs numpy's sort-based unique from Python (about 55 us plus
 the Python call per use on the development machine). :class:`UniqueInverse` does it in C: when the
 index range is small compared with the number of indices (item catalogues of typical size) it marks
-the values present in a table over the range and numbers them in order (two linear passes);
+the values present in a bitmap over the range and reads them out in order (linear passes, with
+buffers kept across calls);
 otherwise it sorts (value, position) pairs. Same results as ``pt.unique(x, return_inverse=True)``
 (the reference, used with custom ops switched off).
 """
@@ -60,12 +61,35 @@ class UniqueInverse(COp):
                 if (i == 0 || v > hi) hi = v;
             }}
             const double range = n ? (double) hi - (double) lo + 1.0 : 0.0;
+            npy_intp dims[1] = {{0}};
+            Py_XDECREF({values});
+            {values} = NULL;
             if (n && range <= 16.0 * (double) n + 65536.0) {{
-                // dense table over [lo, hi]: mark, number in order, then look up
-                std::vector<npy_int64> rank((size_t) range, -1);
-                for (npy_intp i = 0; i < n; ++i) rank[(size_t) (xd[i * xs] - lo)] = 0;
-                for (size_t r = 0; r < rank.size(); ++r)
-                    if (rank[r] == 0) {{ rank[r] = n_unique++; found.push_back((dtype_{x}) (lo + (dtype_{x}) r)); }}
+                // dense range: a bitmap of the values present, read out in order word by word; the
+                // buffers live across calls (one set per thread), so a call touches no fresh memory
+                static thread_local std::vector<npy_uint64> bits;
+                static thread_local std::vector<npy_int64> rank;
+                const size_t R = (size_t) range, W = (R + 63) / 64;
+                if (bits.size() < W) bits.resize(W);
+                if (rank.size() < R) rank.resize(R);
+                std::fill(bits.begin(), bits.begin() + W, (npy_uint64) 0);
+                for (npy_intp i = 0; i < n; ++i) {{
+                    const size_t p = (size_t) (xd[i * xs] - lo);
+                    bits[p >> 6] |= (npy_uint64) 1 << (p & 63);
+                }}
+                for (size_t w = 0; w < W; ++w) n_unique += __builtin_popcountll(bits[w]);
+                dims[0] = n_unique;
+                {values} = (PyArrayObject*) PyArray_EMPTY(1, dims, PyArray_TYPE({x}), 0);
+                if (!{values}) {{ {fail} }}
+                dtype_{x}* vd = (dtype_{x}*) PyArray_DATA({values});
+                npy_int64 r = 0;
+                for (size_t w = 0; w < W; ++w) {{
+                    for (npy_uint64 b = bits[w]; b; b &= b - 1) {{
+                        const size_t p = w * 64 + (size_t) __builtin_ctzll(b);
+                        rank[p] = r;
+                        vd[r++] = (dtype_{x}) (lo + (dtype_{x}) p);
+                    }}
+                }}
                 for (npy_intp i = 0; i < n; ++i) inv[i] = rank[(size_t) (xd[i * xs] - lo)];
             }} else {{
                 std::vector<std::pair<dtype_{x}, npy_intp> > pairs((size_t) n);
@@ -78,12 +102,11 @@ class UniqueInverse(COp):
                     }}
                     inv[pairs[(size_t) i].second] = n_unique - 1;
                 }}
+                dims[0] = n_unique;
+                {values} = (PyArrayObject*) PyArray_EMPTY(1, dims, PyArray_TYPE({x}), 0);
+                if (!{values}) {{ {fail} }}
+                if (n_unique) memcpy(PyArray_DATA({values}), found.data(), sizeof(dtype_{x}) * n_unique);
             }}
-            npy_intp dims[1] = {{n_unique}};
-            Py_XDECREF({values});
-            {values} = (PyArrayObject*) PyArray_EMPTY(1, dims, PyArray_TYPE({x}), 0);
-            if (!{values}) {{ {fail} }}
-            if (n_unique) memcpy(PyArray_DATA({values}), found.data(), sizeof(dtype_{x}) * n_unique);
         }}
         '''.format(x=x, values=values, inverse=inverse, fail=fail)
 

@@ -346,6 +346,21 @@ def test_unique_inverse_matches_numpy_on_dense_and_sparse_ranges(values):
     np.testing.assert_array_equal(c(big)[0][c(big)[1]], big)
 
 
+def test_unique_inverse_reuses_its_buffers_across_calls_with_changing_ranges():
+    """The dense path keeps its bitmap between calls: a call after a wider (or shifted) one must not
+    see the earlier call's values."""
+    from gpu_ops.unique import UniqueInverse
+    x = pt.ivector('x')
+    c, _ = c_and_python([x], UniqueInverse()(x))
+    rng = np.random.RandomState(4)
+    for lo, hi, n in [(0, 20000, 2176), (0, 70, 50), (-300, 300, 40), (5, 6, 3), (1000, 90000, 6000), (0, 64, 64),
+                      (0, 1, 1), (0, 15775, 2176)]:
+        a = rng.randint(lo, hi, size=n).astype('int32')
+        values, inverse = c(a)
+        np.testing.assert_array_equal(values, np.unique(a))
+        np.testing.assert_array_equal(values[inverse], a)
+
+
 @pytest.mark.parametrize('n', [0, 1, 2, 3, 7, 1000])
 def test_searchsorted_c_code_matches_numpy_on_exact_hits_and_ends(n):
     """side='left' at exact hits, below the first and above the last entry, every tail length."""
