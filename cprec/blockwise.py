@@ -86,13 +86,25 @@ def cluster_of(y, bounds):
     return c
 
 
-def block_softmax_loss(h, y, head, downs, outs, bounds):
-    """Mean over rows of -log p(y|h) under the 2-level tree; tails see only their own rows."""
+def block_softmax_loss(h, y, head, downs, outs, bounds, static_shapes=False):
+    """Mean over rows of -log p(y|h) under the 2-level tree; tails see only their own rows.
+
+    Each tail scores only the rows whose target is in it (a data-dependent gather, as in the
+    original). ``static_shapes`` (backends that compile for fixed shapes, e.g. JAX) scores every row
+    in every tail instead and masks the other rows' terms out: the same loss and gradients, with
+    more arithmetic.
+    """
     b0 = bounds[0]
     c = cluster_of(y, bounds)
     y_head = pt.switch(pt.eq(c, 0), y, b0 + c - 1)
     total = _ce_sum(pt.dot(h, head), y_head)
     for j, (U, O) in enumerate(zip(downs, outs)):
+        if static_shapes:
+            in_tail = pt.eq(c, j + 1)
+            y_tail = pt.clip(y - bounds[j], 0, bounds[j + 1] - bounds[j] - 1)
+            logp = _log_softmax(pt.dot(pt.dot(h, U), O))[pt.arange(y.shape[0]), y_tail]
+            total = total - (logp * pt.cast(in_tail, h.dtype)).sum()
+            continue
         rows = pt.nonzero(pt.eq(c, j + 1))[0]
         z = pt.dot(pt.dot(h[rows], U), O)
         total = total + _ce_sum(z, y[rows] - bounds[j])

@@ -6,7 +6,7 @@ import pytensor.tensor as pt
 
 from nextitnet.backbone import glorot_uniform
 from nextitnet.model import PAD_TOKEN, NextItNet, cross_entropy, non_negative, positive
-from recsys_core.backend import compile_function
+from recsys_core.backend import compile_function, needs_static_shapes
 from recsys_core.errors import UserError
 from recsys_core.params import KEY_PARAMS, Param
 
@@ -134,7 +134,7 @@ class CpRec(NextItNet):
         flat, y = h.reshape((-1, h.shape[2])), labels.ravel()
         if self.block_output:
             return blockwise.block_softmax_loss(flat, y, self.shared['out_head'], self._tails('out_down'),
-                                                self._tails('out_tail'), self.bounds)
+                                                self._tails('out_tail'), self.bounds, needs_static_shapes())
         return cross_entropy(pt.dot(flat, self.shared['Wf']) + self.shared['bf'], y)
 
     def _log_scores(self, h_last):

@@ -69,6 +69,12 @@ def current():
     return _state['device'], _state['backend']
 
 
+def needs_static_shapes():
+    """True for backends that compile each graph for fixed array shapes (JAX): graphs then avoid
+    data-dependent sizes such as ``nonzero`` gathers."""
+    return current()[1] == 'jax'
+
+
 def compile_function(inputs, outputs, updates=None, **kwargs):
     """pytensor.function with the selected backend's mode."""
     return pytensor.function(inputs, outputs, updates=updates, mode=compile_mode(),

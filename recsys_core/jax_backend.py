@@ -1,9 +1,10 @@
 """Experimental ``RECSYS_BACKEND=jax``: the models' graphs compiled with PyTensor's JAX backend.
 
 A candidate route for ``-d cuda`` (XLA compiles the same graphs for a GPU, and weights, optimizer
-state and the sample store stay device arrays between steps), verified on the CPU so far: GRU4Rec
-and NextItNet train and evaluate to the C backend's numbers (tests/test_jax_backend.py). CpRec does
-not compile yet (its block softmax gathers each tail's rows with a data-dependent ``nonzero``).
+state and the sample store stay device arrays between steps), verified on the CPU so far: GRU4Rec,
+NextItNet and CpRec train and evaluate to the C backend's numbers (tests/test_jax_backend.py). CpRec's
+block softmax scores every row in every tail and masks, instead of gathering each tail's rows with a
+data-dependent ``nonzero`` (``recsys_core.backend.needs_static_shapes``).
 The project's custom Ops have no JAX versions, so their reference compositions are used.
 PyTensor 3.0's JAX dispatch needs the overrides below for these graphs; they are registered when
 the mode is first built and then apply to PyTensor's JAX mode in this process.
