@@ -17,6 +17,7 @@ import numba
 import numpy as np
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
+from pytensor.gradient import DisconnectedType
 from pytensor.link.c.op import COp
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.tensor.math import Sum
@@ -136,9 +137,12 @@ class RowGather(COp):
     def infer_shape(self, fgraph, node, shapes):
         return [(shapes[1][0], shapes[0][1])]
 
+    def connection_pattern(self, node):
+        return [[True], [False]]
+
     def pullback(self, inputs, outputs, cotangents):
         x, idx = inputs
-        return [pt.zeros_like(x)[idx].inc(cotangents[0]), idx.zeros_like(dtype='float64')]
+        return [pt.zeros_like(x)[idx].inc(cotangents[0]), DisconnectedType()()]
 
     def c_code(self, node, name, inputs, outputs, sub):
         x, idx = inputs
@@ -168,11 +172,11 @@ class RowGather(COp):
                 }}
                 const dtype_{x}* xr = xd + r * xs0;
                 dtype_{z}* zr = zd + i * m;
-                if (i + 8 < k) {{  // rows of a large table are cache misses: ask for one 8 rows ahead
+                if (xs1 == 1 && i + 8 < k) {{  // rows of a large table are cache misses: ask for one 8 rows ahead
                     npy_intp p = (npy_intp) id[(i + 8) * is0];
                     if (p < 0) p += n;
                     if (p >= 0 && p < n)
-                        for (npy_intp j = 0; j < m * xs1; j += 64 / sizeof(dtype_{x})) __builtin_prefetch(xd + p * xs0 + j);
+                        for (npy_intp j = 0; j < m; j += 64 / sizeof(dtype_{x})) __builtin_prefetch(xd + p * xs0 + j);
                 }}
                 if (xs1 == 1) {{
                     memcpy(zr, xr, m * sizeof(dtype_{x}));

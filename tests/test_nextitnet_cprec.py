@@ -126,12 +126,18 @@ def test_shared_kernel_receives_every_users_gradient(small_seqs):
     assert np.abs(g(np.ones((2, 5), dtype=np.int32))).sum() > 0
 
 
-def test_block_softmax_is_a_distribution_and_matches_its_loss():
-    rng = np.random.default_rng(2)
-    d, bounds = 6, [4, 9, 15]
+def _two_tail_tree(rng, d, bounds):
+    """Random block softmax weights: a head over bounds[0] items + 2 cluster entries, two tails."""
     head = pytensor.shared(rng.normal(size=(d, bounds[0] + 2)).astype('float32'))
     downs = [pytensor.shared(rng.normal(size=(d, w)).astype('float32')) for w in (3, 2)]
     outs = [pytensor.shared(rng.normal(size=(w, n)).astype('float32')) for w, n in ((3, 5), (2, 6))]
+    return head, downs, outs
+
+
+def test_block_softmax_is_a_distribution_and_matches_its_loss():
+    rng = np.random.default_rng(2)
+    d, bounds = 6, [4, 9, 15]
+    head, downs, outs = _two_tail_tree(rng, d, bounds)
     H, y = pt.fmatrix('H'), pt.ivector('y')
     logp = compile_function([H], blockwise.block_log_probs(H, head, downs, outs, bounds))
     loss = compile_function([H, y], blockwise.block_softmax_loss(H, y, head, downs, outs, bounds))
@@ -148,9 +154,7 @@ def test_block_softmax_static_shape_form_gives_the_same_loss_and_gradients():
     including a batch with no row in one tail."""
     rng = np.random.default_rng(5)
     d, bounds = 6, [4, 9, 15]
-    head = pytensor.shared(rng.normal(size=(d, bounds[0] + 2)).astype('float32'))
-    downs = [pytensor.shared(rng.normal(size=(d, w)).astype('float32')) for w in (3, 2)]
-    outs = [pytensor.shared(rng.normal(size=(w, n)).astype('float32')) for w, n in ((3, 5), (2, 6))]
+    head, downs, outs = _two_tail_tree(rng, d, bounds)
     H, y = pt.fmatrix('H'), pt.ivector('y')
     params = [head] + downs + outs
     fns = []
