@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the project needs:
-#  - Debian libopenblas-dev: PyTensor's C backend links it (1.4x faster training; optional, everything
-#    works with numpy's BLAS);
 #  - with `test`, Debian postgresql: the distributed paropt test starts a throwaway server on loopback;
-#  - the Python package with its dependencies.
+#  - the Python package with its dependencies (the BLAS PyTensor's C code links comes from pip:
+#    scipy-openblas32).
 #   bash setup.sh        -> runtime dependencies
 #   bash setup.sh test   -> runtime + test dependencies
 set -euo pipefail
 cd "$(dirname "$0")"
 debs=()
-ldconfig -p 2>/dev/null | grep -q libopenblas || debs+=(libopenblas-dev)
 if [ "${1:-}" = "test" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     debs+=(postgresql)
 fi
