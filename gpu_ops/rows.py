@@ -146,12 +146,76 @@ class RowGather(COp):
 
     def c_code(self, node, name, inputs, outputs, sub):
         x, idx = inputs
-        (z,) = outputs
-        fail = sub['fail']
-        return require_dims(x, 2, fail, 'RowGather x') + require_dims(idx, 1, fail, 'RowGather idx') + \
-            '''
+        return _gather_c(x, None, idx, outputs[0], sub['fail'])
+
+    def c_headers(self, **kwargs):
+        return ['<cstring>']
+
+    def c_code_cache_version(self):
+        return source_version(_gather_c, require_dims)
+
+
+class RowGatherVia(RowGather):
+    """out = x[rows[idx]]: a gather of gathered rows, read straight from the table.
+
+    The training graph gathers the unique rows a step touches and then regathers the per-example
+    rows from that copy (so that gradients sum per unique row). When nothing else reads the copy,
+    :func:`gather_through` makes the regathers read the table and the copy disappears.
+    Inner indices (into ``rows``) must be non-negative, as inverse indices from a unique are.
+    """
+
+    def make_node(self, x, rows, idx):
+        x, rows, idx = pt.as_tensor_variable(x), pt.as_tensor_variable(rows), pt.as_tensor_variable(idx)
+        if x.ndim != 2 or rows.ndim != 1 or idx.ndim != 1 or not (
+                rows.dtype.startswith(('int', 'uint')) and idx.dtype.startswith(('int', 'uint'))):
+            raise TypeError('RowGatherVia: a matrix and two vectors of integer indices needed')
+        return Apply(self, [x, rows, idx], [pt.matrix(dtype=x.dtype, shape=(idx.type.shape[0], x.type.shape[1]))])
+
+    def perform(self, node, inputs, outputs):
+        x, rows, idx = inputs
+        if idx.size and idx.min() < 0:
+            raise IndexError('RowGatherVia: negative inner indices are not supported')
+        outputs[0][0] = np.take(x, np.take(rows, idx, mode='raise'), axis=0, mode='raise')
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[2][0], shapes[0][1])]
+
+    def connection_pattern(self, node):
+        return [[True], [False], [False]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        x, rows, idx = inputs
+        return [pt.zeros_like(x)[rows[idx]].inc(cotangents[0]), DisconnectedType()(), DisconnectedType()()]
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        x, rows, idx = inputs
+        return _gather_c(x, rows, idx, outputs[0], sub['fail'])
+
+
+def _gather_c(x, rows, idx, z, fail):
+    """C for z = x[idx], or z = x[rows[idx]] with ``rows`` (every index is checked before a row is copied)."""
+    if rows is None:
+        row_of = '(npy_intp) id[({i}) * is0]'
+        checks = ''
+    else:
+        row_of = '(npy_intp) rd[(npy_intp) id[({i}) * is0] * rs0]'
+        checks = require_dims(rows, 1, fail, 'RowGatherVia rows') + '''
+            const npy_intp nr = PyArray_DIMS({rows})[0], rs0 = PyArray_STRIDES({rows})[0] / sizeof(dtype_{rows});
+            const dtype_{rows}* rd = (const dtype_{rows}*) PyArray_DATA({rows});
+            for (npy_intp i = 0; i < k; ++i) {{
+                const npy_intp j = (npy_intp) id[i * is0];
+                if (j < 0 || j >= nr) {{
+                    PyErr_Format(PyExc_IndexError, "RowGatherVia: inner index %ld is out of bounds for %ld rows", (long) j, (long) nr);
+                    {fail}
+                }}
+            }}
+        '''.format(rows=rows, fail=fail)
+    return require_dims(x, 2, fail, 'RowGather x') + require_dims(idx, 1, fail, 'RowGather idx') + '''
         {{
             const npy_intp n = PyArray_DIMS({x})[0], m = PyArray_DIMS({x})[1], k = PyArray_DIMS({idx})[0];
+            const npy_intp is0 = PyArray_STRIDES({idx})[0] / sizeof(dtype_{idx});
+            const dtype_{idx}* id = (const dtype_{idx}*) PyArray_DATA({idx});
+            {checks}
             if (!{z} || PyArray_DIMS({z})[0] != k || PyArray_DIMS({z})[1] != m || !PyArray_IS_C_CONTIGUOUS({z})) {{
                 Py_XDECREF({z});
                 npy_intp dims[2] = {{k, m}};
@@ -159,21 +223,20 @@ class RowGather(COp):
                 if (!{z}) {{ {fail} }}
             }}
             const npy_intp xs0 = PyArray_STRIDES({x})[0] / sizeof(dtype_{x}), xs1 = PyArray_STRIDES({x})[1] / sizeof(dtype_{x});
-            const npy_intp is0 = PyArray_STRIDES({idx})[0] / sizeof(dtype_{idx});
             const dtype_{x}* xd = (const dtype_{x}*) PyArray_DATA({x});
-            const dtype_{idx}* id = (const dtype_{idx}*) PyArray_DATA({idx});
             dtype_{z}* zd = (dtype_{z}*) PyArray_DATA({z});
             for (npy_intp i = 0; i < k; ++i) {{
-                npy_intp r = (npy_intp) id[i * is0];
+                npy_intp r = {row_i};
+                const npy_intp given = r;
                 if (r < 0) r += n;
                 if (r < 0 || r >= n) {{
-                    PyErr_Format(PyExc_IndexError, "index %ld is out of bounds for axis 0 with size %ld", (long) id[i * is0], (long) n);
+                    PyErr_Format(PyExc_IndexError, "index %ld is out of bounds for axis 0 with size %ld", (long) given, (long) n);
                     {fail}
                 }}
                 const dtype_{x}* xr = xd + r * xs0;
                 dtype_{z}* zr = zd + i * m;
                 if (xs1 == 1 && i + 8 < k) {{  // rows of a large table are cache misses: ask for one 8 rows ahead
-                    npy_intp p = (npy_intp) id[(i + 8) * is0];
+                    npy_intp p = {row_ahead};
                     if (p < 0) p += n;
                     if (p >= 0 && p < n)
                         for (npy_intp j = 0; j < m; j += 64 / sizeof(dtype_{x})) __builtin_prefetch(xd + p * xs0 + j);
@@ -185,13 +248,8 @@ class RowGather(COp):
                 }}
             }}
         }}
-        '''.format(x=x, idx=idx, z=z, fail=fail)
-
-    def c_headers(self, **kwargs):
-        return ['<cstring>']
-
-    def c_code_cache_version(self):
-        return source_version(RowGather.c_code, require_dims)
+        '''.format(x=x, idx=idx, z=z, fail=fail, checks=checks,
+                  row_i=row_of.format(i='i'), row_ahead=row_of.format(i='i + 8'))
 
 
 @node_rewriter([AdvancedSubtensor1])
@@ -220,5 +278,22 @@ def use_row_sum(fgraph, node):
     return [RowSum()(x)]
 
 
+@node_rewriter([RowGather])
+def gather_through(fgraph, node):
+    """RowGather(RowGather(table, rows), idx) -> RowGatherVia(table, rows, idx), when every reader of
+    the inner gather is such a regather (the inner copy then leaves the graph)."""
+    if type(node.op) is not RowGather:
+        return None
+    inner, idx = node.inputs
+    if inner.owner is None or type(inner.owner.op) is not RowGather:
+        return None
+    if not all(isinstance(client, Apply) and type(client.op) is RowGather and client.inputs[0] is inner
+               for client, _ in fgraph.clients[inner]):
+        return None
+    table, rows = inner.owner.inputs
+    return [RowGatherVia()(table, rows, idx)]
+
+
 optdb.register('gpu_ops_row_scatter', in2out(use_row_scatter, use_row_gather, use_row_sum, ignore_newtrees=True), 'row_scatter',
                position=70.7)
+optdb.register('gpu_ops_gather_through', in2out(gather_through, ignore_newtrees=True), 'row_scatter', position=70.71)

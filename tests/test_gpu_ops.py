@@ -318,6 +318,46 @@ def test_row_gather_rewrite_replaces_matrix_take_and_keeps_gradients():
     np.testing.assert_allclose(g(a, ind), expected, rtol=1e-6)
 
 
+def test_row_gather_via_c_code_matches_perform_and_numpy():
+    from gpu_ops.rows import RowGatherVia
+    x, rows, idx = pt.matrix('x', dtype='float32'), pt.lvector('rows'), pt.ivector('idx')
+    c, py = c_and_python([x, rows, idx], [RowGatherVia()(x, rows, idx), RowGatherVia()(x.T, rows, idx)])
+    assert all(getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
+               if isinstance(node.op, RowGatherVia))
+    rng = np.random.RandomState(10)
+    a = rng.randn(30, 30).astype('float32')
+    table_rows = np.r_[rng.randint(-30, 30, size=17), 29, -30]  # outer rows count from the end like numpy's
+    for ind in [rng.randint(0, 19, size=40), np.array([18]), np.array([], dtype=int), rng.randint(0, 19, size=11)]:
+        ind = ind.astype('int32')
+        for f in (c, py):
+            got, got_t = f(a, table_rows, ind)
+            np.testing.assert_array_equal(got, a[table_rows[ind]])
+            np.testing.assert_array_equal(got_t, a.T[table_rows[ind]])
+    for bad_rows, bad_idx in [(table_rows, np.array([19])), (table_rows, np.array([-1])), (np.array([30]), np.array([0])),
+                              (np.r_[np.zeros(12, int), 30], np.r_[np.zeros(10), 12, 0])]:
+        for f in (c, py):
+            with pytest.raises(IndexError):
+                f(a, bad_rows, bad_idx.astype('int32'))
+
+
+def test_gather_through_rewrite_reads_the_table_when_only_regathers_read_the_copy():
+    from gpu_ops.rows import RowGatherVia
+    x, rows, idx = pt.matrix('x', dtype='float32'), pt.lvector('rows'), pt.lvector('idx')
+    gathered = x[rows]
+    f = pytensor.function([x, rows, idx], [gathered[idx[:3]], gathered[idx[3:]]], mode=compile_mode())
+    ops = [type(n.op) for n in f.maker.fgraph.apply_nodes]
+    assert ops.count(RowGatherVia) == 2 and RowGather not in ops
+    a = np.random.RandomState(1).randn(9, 4).astype('float32')
+    r, i = np.array([8, 2, 5]), np.array([2, 0, 0, 1, 2])
+    first, rest = f(a, r, i)
+    np.testing.assert_array_equal(first, a[r[i[:3]]])
+    np.testing.assert_array_equal(rest, a[r[i[3:]]])
+    # another reader of the copy keeps the copy, and then the regathers read the copy
+    g = pytensor.function([x, rows, idx], [gathered[idx], gathered * 2], mode=compile_mode())
+    assert RowGatherVia not in [type(n.op) for n in g.maker.fgraph.apply_nodes]
+    np.testing.assert_array_equal(g(a, r, i)[0], a[r[i]])
+
+
 def test_contiguous_copies_only_strided_inputs():
     x = pt.matrix('x', dtype='float32')
     c, py = c_and_python([x], [Contiguous()(x[:, 1:]), Contiguous()(x) * 2])
