@@ -15,6 +15,7 @@ import pytensor
 from pytensor.compile.mode import Mode, get_mode
 
 import gpu_ops.flat_loops  # noqa: F401  (registers the flat elementwise loop rewrite)
+import gpu_ops.layout  # noqa: F401  (registers the column-halves join rewrite)
 import gpu_ops.rows  # noqa: F401  (registers the row-scatter rewrite)
 
 from .errors import UserError

@@ -479,3 +479,31 @@ def test_flat_elemwise_in_place_update():
     f(np.ones((3, 4), 'float32'), np.array([[1], [0], [2]], 'float32'))
     expected = (np.arange(12, dtype='float32').reshape(3, 4) - 0.5) * np.array([[1], [0], [2]], 'float32')
     np.testing.assert_allclose(w.get_value(), expected)
+
+
+def test_gradient_of_two_column_slices_is_a_join():
+    """The GRU's gate gradients: inc(inc(zeros[:, s:], A)[:, :s], B) becomes join(B, A), with the same values
+    for every width, including widths below the split (the slices then have fewer columns)."""
+    from pytensor.tensor.basic import Join
+    from pytensor.tensor.subtensor import IncSubtensor
+    x, W = pt.matrix('x', dtype='float32'), pt.matrix('W', dtype='float32')
+    v = pt.dot(x, W)
+    cost = pt.sum(pt.tanh(v[:, :3]) * 2) + pt.sum(pt.sigmoid(v[:, 3:]) ** 2)
+    g = pytensor.grad(cost, W)
+    f = pytensor.function([x, W], g, mode=compile_mode())
+    plain = pytensor.function([x, W], g, mode=compile_mode().excluding('gpu_ops_join_column_halves'))
+    ops = [type(n.op) for n in f.maker.fgraph.apply_nodes]
+    assert Join in ops and IncSubtensor not in ops
+    assert IncSubtensor in [type(n.op) for n in plain.maker.fgraph.apply_nodes]
+    rng = np.random.RandomState(12)
+    a = rng.rand(5, 4).astype('float32')
+    for width in (7, 3, 2, 0):
+        w = rng.rand(4, width).astype('float32')
+        np.testing.assert_array_equal(f(a, w), plain(a, w))
+    # increments into something other than zeros keep PyTensor's ops
+    base = pt.matrix('base', dtype='float32')
+    y1, y2 = pt.matrix('y1', dtype='float32'), pt.matrix('y2', dtype='float32')
+    h = pytensor.function([base, y1, y2], pt.inc_subtensor(pt.inc_subtensor(base[:, 2:], y1)[:, :2], y2), mode=compile_mode())
+    assert Join not in [type(n.op) for n in h.maker.fgraph.apply_nodes]
+    b0, u1, u2 = rng.rand(3, 5).astype('float32'), rng.rand(3, 3).astype('float32'), rng.rand(3, 2).astype('float32')
+    np.testing.assert_allclose(h(b0, u1, u2), b0 + np.concatenate([u2, u1], axis=1), rtol=1e-6)
