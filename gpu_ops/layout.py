@@ -56,7 +56,7 @@ def contiguous(x):
 
 
 def _column_split(op):
-    """For IncSubtensor{:, :s} return ('left', s), for IncSubtensor{:, s:} ('right', s), else None."""
+    """'left' for IncSubtensor{:, :s}, 'right' for IncSubtensor{:, s:}, else None."""
     idx = op.idx_list
     if len(idx) != 2 or idx[0] != slice(None) or not isinstance(idx[1], slice) or idx[1].step is not None:
         return None

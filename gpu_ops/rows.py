@@ -163,7 +163,7 @@ class RowGatherVia(RowGather):
     The training graph gathers the unique rows a step touches and then regathers the per-example
     rows from that copy (so that gradients sum per unique row). When nothing else reads the copy,
     :func:`gather_through` makes the regathers read the table and the copy disappears.
-    Inner indices (into ``rows``) must be non-negative, as inverse indices from a unique are.
+    Both index levels follow numpy's rules (negative indices count from the end).
     """
 
     def make_node(self, x, rows, idx):
@@ -175,8 +175,6 @@ class RowGatherVia(RowGather):
 
     def perform(self, node, inputs, outputs):
         x, rows, idx = inputs
-        if idx.size and idx.min() < 0:
-            raise IndexError('RowGatherVia: negative inner indices are not supported')
         outputs[0][0] = np.take(x, np.take(rows, idx, mode='raise'), axis=0, mode='raise')
 
     def infer_shape(self, fgraph, node, shapes):
@@ -195,19 +193,21 @@ class RowGatherVia(RowGather):
 
 
 def _gather_c(x, rows, idx, z, fail):
-    """C for z = x[idx], or z = x[rows[idx]] with ``rows`` (every index is checked before a row is copied)."""
+    """C for z = x[idx], or z = x[rows[idx]] with ``rows`` (inner indices checked before any row is
+    copied, table rows as they are copied)."""
     if rows is None:
         row_of = '(npy_intp) id[({i}) * is0]'
         checks = ''
     else:
-        row_of = '(npy_intp) rd[(npy_intp) id[({i}) * is0] * rs0]'
+        row_of = '(npy_intp) rd[inner((npy_intp) id[({i}) * is0]) * rs0]'
         checks = require_dims(rows, 1, fail, 'RowGatherVia rows') + '''
             const npy_intp nr = PyArray_DIMS({rows})[0], rs0 = PyArray_STRIDES({rows})[0] / sizeof(dtype_{rows});
             const dtype_{rows}* rd = (const dtype_{rows}*) PyArray_DATA({rows});
+            auto inner = [nr](npy_intp j) {{ return j < 0 ? j + nr : j; }};
             for (npy_intp i = 0; i < k; ++i) {{
-                const npy_intp j = (npy_intp) id[i * is0];
+                const npy_intp j = inner((npy_intp) id[i * is0]);
                 if (j < 0 || j >= nr) {{
-                    PyErr_Format(PyExc_IndexError, "RowGatherVia: inner index %ld is out of bounds for %ld rows", (long) j, (long) nr);
+                    PyErr_Format(PyExc_IndexError, "RowGatherVia: inner index %ld is out of bounds for %ld rows", (long) id[i * is0], (long) nr);
                     {fail}
                 }}
             }}

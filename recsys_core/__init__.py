@@ -26,13 +26,14 @@ def blas_ldflags():
     and needs no system package. Its routines carry a `scipy_` prefix, so the flags include `-D`
     renames of the names PyTensor's C code calls (PyTensor passes such flags to the compiler).
     """
+    system = '-lopenblas' if ctypes.util.find_library('openblas') else ''
     try:
         import scipy_openblas32
     except ImportError:
-        return '-lopenblas' if ctypes.util.find_library('openblas') else ''
+        return system
     lib_dir = scipy_openblas32.get_lib_dir()
     if ',' in lib_dir or ' ' in lib_dir:  # PYTENSOR_FLAGS splits on commas, the flags on spaces
-        return '-lopenblas' if ctypes.util.find_library('openblas') else ''
+        return system
     renames = ' '.join('-D{0}=scipy_{0}'.format(name) for name in _BLAS_ROUTINES)
     return '-L{} -l{} {}'.format(lib_dir, scipy_openblas32.get_library(), renames)
 

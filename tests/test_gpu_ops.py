@@ -326,14 +326,14 @@ def test_row_gather_via_c_code_matches_perform_and_numpy():
                if isinstance(node.op, RowGatherVia))
     rng = np.random.RandomState(10)
     a = rng.randn(30, 30).astype('float32')
-    table_rows = np.r_[rng.randint(-30, 30, size=17), 29, -30]  # outer rows count from the end like numpy's
-    for ind in [rng.randint(0, 19, size=40), np.array([18]), np.array([], dtype=int), rng.randint(0, 19, size=11)]:
+    table_rows = np.r_[rng.randint(-30, 30, size=17), 29, -30]  # negative: from the end (numpy)
+    for ind in [rng.randint(-19, 19, size=40), np.array([18]), np.array([], dtype=int), rng.randint(0, 19, size=11)]:
         ind = ind.astype('int32')
         for f in (c, py):
             got, got_t = f(a, table_rows, ind)
             np.testing.assert_array_equal(got, a[table_rows[ind]])
             np.testing.assert_array_equal(got_t, a.T[table_rows[ind]])
-    for bad_rows, bad_idx in [(table_rows, np.array([19])), (table_rows, np.array([-1])), (np.array([30]), np.array([0])),
+    for bad_rows, bad_idx in [(table_rows, np.array([19])), (table_rows, np.array([-20])), (np.array([30]), np.array([0])),
                               (np.r_[np.zeros(12, int), 30], np.r_[np.zeros(10), 12, 0])]:
         for f in (c, py):
             with pytest.raises(IndexError):
