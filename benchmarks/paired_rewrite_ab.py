@@ -1,17 +1,21 @@
-"""Paired A/B timing of one graph rewrite in the GRU4Rec training step, in one process.
+"""Paired A/B timing of a change to the GRU4Rec training step, in one process.
 
     python benchmarks/paired_rewrite_ab.py REWRITE[,REWRITE...] [--reps 60] [--steps 40]
+    python benchmarks/paired_rewrite_ab.py --against REV [--reps 60] [--steps 40]
 
-Compiles the benchmark setting's training step twice, with the project's mode and with the named
-rewrites excluded (e.g. gpu_ops_gather_through, gpu_ops_join_column_halves), and alternates them
-every ``--steps`` steps on the same batches. This shared VM's speed drifts by up to 2x within
+Compiles the benchmark setting's training step twice: A with the project's mode and the working
+tree's graph; B with the named rewrites excluded (e.g. gpu_ops_gather_through,
+gpu_ops_join_column_halves), or with the graph that ``gru4rec/model.py`` of git revision REV builds
+(a graph change). It alternates them every ``--steps`` steps on the same batches. This shared VM's speed drifts by up to 2x within
 minutes, far more than a single rewrite changes; pairing neighbouring chunks cancels the drift,
 so the median of the paired ratios (with its quartiles) is the figure to trust.
 """
 import argparse
 import os
 import statistics
+import subprocess
 import sys
+import types
 import time
 
 import numpy as np
@@ -23,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('rewrites', help='comma-separated names of rewrites to exclude in version B')
+    parser.add_argument('rewrites', nargs='?', default='', help='comma-separated names of rewrites to exclude in version B')
+    parser.add_argument('--against', metavar='REV', help='version B: the training graph of this git revision')
     parser.add_argument('--reps', type=int, default=60)
     parser.add_argument('--steps', type=int, default=40)
     args = parser.parse_args()
@@ -48,8 +53,9 @@ def main():
     store = built['store']
     with_rewrites = build(model, store)
     project_mode = backend.compile_mode
-    backend.compile_mode = lambda: project_mode().excluding(*args.rewrites.split(','))
-    without = build(model, store)
+    if args.rewrites:
+        backend.compile_mode = lambda: project_mode().excluding(*args.rewrites.split(','))
+    without = (build_at_revision(args.against) if args.against else build)(model, store)
     backend.compile_mode = project_mode
     for f in (with_rewrites, without):
         f.trust_input = True
@@ -81,9 +87,18 @@ def main():
         b_times.append(b)
     ratios = [a / b for a, b in zip(a_times, b_times)]
     q1, _, q3 = statistics.quantiles(ratios, n=4)
-    print('with the rewrites {:.0f} us/step, without {:.0f} us/step (medians); paired ratio with/without: '
+    print('A {:.0f} us/step, B {:.0f} us/step (medians); paired ratio A/B: '
           'median {:.3f}, quartiles {:.3f}-{:.3f}'.format(statistics.median(a_times), statistics.median(b_times),
                                                            statistics.median(ratios), q1, q3))
+
+
+def build_at_revision(rev):
+    """GRU4Rec._build_train as gru4rec/model.py of git revision ``rev`` defines it."""
+    source = subprocess.check_output(['git', 'show', rev + ':gru4rec/model.py'], cwd=ROOT)
+    module = types.ModuleType('gru4rec.model_at_' + rev)
+    module.__package__ = 'gru4rec'
+    exec(compile(source, 'gru4rec/model.py@' + rev, 'exec'), module.__dict__)
+    return module.GRU4Rec._build_train
 
 
 if __name__ == '__main__':

@@ -16,12 +16,15 @@ custom Op against its reference on random inputs, gradients included.
 - ``gpu_ops.sparse_update.SparseAdagrad``: in-place row-sparse adagrad update (reference:
   ``recsys_core.optim.Optimizer``'s composed update).
 - :func:`unique_inverse`: sorted unique indices with the inverse mapping (the rows a step touches).
+- :func:`score_columns`: the scores of the distinct sampled items expanded to the sampled columns,
+  plus a per-column offset (``a[cols].T + offset``), with the summed gradient.
 - ``gpu_ops.rows``: a compiled row scatter replacing PyTensor's Python row increments (a rewrite).
 """
 import os
 
 import recsys_core  # noqa: F401  (sets PyTensor's BLAS flags before PyTensor loads)
 
+from .columns import score_columns
 from .diag import positive_diag
 from .ranking import rank_counts
 from .reductions import row_max_shift, row_sum
@@ -41,4 +44,4 @@ def custom_ops_enabled():
     return _custom
 
 
-__all__ = ['positive_diag', 'rank_counts', 'row_max_shift', 'row_sum', 'searchsorted', 'unique_inverse', 'set_custom_ops', 'custom_ops_enabled']
+__all__ = ['positive_diag', 'score_columns', 'rank_counts', 'row_max_shift', 'row_sum', 'searchsorted', 'unique_inverse', 'set_custom_ops', 'custom_ops_enabled']

@@ -12,8 +12,9 @@ rows. Other shapes keep PyTensor's ops.
 ``out[i, :] = x[idx[i], :]``: :class:`RowGather` replaces matrix AdvancedSubtensor1, which goes
 through numpy's ``take`` with bounds checking into a fresh buffer (about 3x the cost of copying
 the rows). ``x[rows][idx]``, where only such regathers read ``x[rows]``, becomes
-:class:`RowGatherVia` ``x[rows[idx]]`` (:func:`gather_through`): the training step then gathers its
-2,100 rows of 128 floats once, from the table, instead of twice.
+:class:`RowGatherVia` ``x[rows[idx]]`` (:func:`gather_through`): the input rows of a training step
+with a separate embedding or one-hot input are then gathered once, from the table, instead of twice.
+(The sampled item rows are not regathered: the step scores the distinct rows, gpu_ops.columns.)
 """
 import numba
 import numpy as np
@@ -160,7 +161,7 @@ class RowGather(COp):
 class RowGatherVia(RowGather):
     """out = x[rows[idx]]: a gather of gathered rows, read straight from the table.
 
-    The training graph gathers the unique rows a step touches and then regathers the per-example
+    The training graph gathers the unique input rows a step touches and then regathers the per-example
     rows from that copy (so that gradients sum per unique row). When nothing else reads the copy,
     :func:`gather_through` makes the regathers read the table and the copy disappears.
     Both index levels follow numpy's rules (negative indices count from the end).

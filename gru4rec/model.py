@@ -233,9 +233,8 @@ class GRU4Rec(ParamSet):
             rows, inv = gpu_ops.unique_inverse(pt.concatenate([X, Yall]))
             gathered = S['Wy'][rows]
             sparse.append(SparseParam(S['Wy'], rows, gathered))
-            # two gathers rather than slices of one: the backward pass then scatters each part
-            # straight into the row gradient instead of first assembling a (M + K) x d matrix
-            x, Sy = dropout(gathered[inv[:M]], self.dropout_p_embed, srng), gathered[inv[M:]]
+            x = dropout(gathered[inv[:M]], self.dropout_p_embed, srng)
+            score_rows, score_cols = gathered, inv[M:]
         else:
             rows_x, inv_x = gpu_ops.unique_inverse(X)
             table = S['E'] if mode == 'embedding' else S['Wx0']
@@ -248,17 +247,19 @@ class GRU4Rec(ParamSet):
             rows_y, inv_y = gpu_ops.unique_inverse(Yall)
             gathered_y = S['Wy'][rows_y]
             sparse.append(SparseParam(S['Wy'], rows_y, gathered_y))
-            Sy = gathered_y[inv_y]
+            score_rows, score_cols = gathered_y, inv_y
         rows_b, inv_b = gpu_ops.unique_inverse(Yall)
         gathered_b = S['By'][rows_b]
         sparse.append(SparseParam(S['By'], rows_b, gathered_b))
         h, H_new = self._gru(x, H, R, self.dropout_p_hidden, srng, first_rows)
-        scores = pt.dot(h, Sy.T) + gathered_b[inv_b]
+        # each distinct item is scored once, then its column is repeated (gpu_ops.columns)
+        offset = gathered_b[inv_b]
         if self.logq:
             prior = self.shared_prior[Yall]
             if store is not None:
                 prior = pt.concatenate([prior[:M], prior[M:] ** self.sample_alpha])
-            scores = scores - self.logq * pt.log(prior)
+            offset = offset - self.logq * pt.log(prior)
+        scores = gpu_ops.score_columns(pt.dot(score_rows, h.T), score_cols, offset)
         loss = sampled_loss(scores, self.loss, self.final_act, self.smoothing, self.bpreg)
         cost = pt.cast(loss / self.batch_size, 'float32')
         dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]

@@ -217,8 +217,9 @@ def c_and_python(inputs, outputs):
     from gpu_ops.search import SearchSorted
     from gpu_ops.softmax import RowSoftmax
     from gpu_ops.flat_loops import FlatElemwise
+    from gpu_ops.columns import ScoreColumns, ScoreColumnsGrad
     custom = (SampledLoss, SparseAdagrad, RowScatter, RowGather, Contiguous, UniqueInverse, SearchSorted, RowSoftmax,
-              FlatElemwise)
+              FlatElemwise, ScoreColumns, ScoreColumnsGrad)
     ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
                 if isinstance(node.op, custom)]
     assert ran_as_c and all(ran_as_c)
@@ -507,3 +508,54 @@ def test_gradient_of_two_column_slices_is_a_join():
     assert Join not in [type(n.op) for n in h.maker.fgraph.apply_nodes]
     b0, u1, u2 = rng.rand(3, 5).astype('float32'), rng.rand(3, 3).astype('float32'), rng.rand(3, 2).astype('float32')
     np.testing.assert_allclose(h(b0, u1, u2), b0 + np.concatenate([u2, u1], axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize('m,u,k', [(64, 40, 77), (13, 9, 21), (8, 3, 8), (1, 1, 5), (17, 30, 4)])
+def test_score_columns_match_reference_with_gradient(m, u, k):
+    """a[cols].T + offset and its gradients, custom against the reference composition; blocks of
+    8 x 8 and the remainders, many repeated indices (u small)."""
+    a, off, w = pt.matrix('a', dtype='float32'), pt.vector('off', dtype='float32'), pt.matrix('w', dtype='float32')
+    cols = pt.lvector('cols')
+
+    def build(a, cols, off, w):
+        out = gpu_ops.score_columns(a, cols, off)
+        return [out] + pytensor.grad(pt.sum(out * w), [a, off])
+    custom, ref = both(build, a, cols, off, w)
+    rng = np.random.RandomState(m + u + k)
+    av, offv = rng.randn(u, m).astype('float32'), rng.randn(k).astype('float32')
+    colv, wv = rng.randint(-u, u, size=k), rng.randn(m, k).astype('float32')
+    expected_grad_a = np.zeros((u, m), 'float32')
+    np.add.at(expected_grad_a, colv, wv.T)
+    for f in (custom, ref):
+        out, ga, goff = f(av, colv, offv, wv)
+        np.testing.assert_array_equal(out, av[colv].T + offv)
+        np.testing.assert_allclose(ga, expected_grad_a, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(goff, wv.sum(axis=0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_score_columns_c_code_matches_perform_and_is_the_gradients_adjoint(dtype):
+    from gpu_ops.columns import ScoreColumns, ScoreColumnsGrad
+    a, g = pt.matrix('a', dtype=dtype), pt.matrix('g', dtype=dtype)
+    off, cols = pt.vector('off', dtype=dtype), pt.ivector('cols')
+    ga, goff = ScoreColumnsGrad()(g.T, cols, a.shape[0])  # a strided gradient input
+    c, py = c_and_python([a, cols, off, g], [ScoreColumns()(a.T.T, cols, off), ScoreColumns()(a[:, ::2], cols, off), ga, goff])
+    rng = np.random.RandomState(3)
+    av, offv = rng.randn(23, 18).astype(dtype), rng.randn(41).astype(dtype)
+    colv, gv = rng.randint(-23, 23, size=41).astype('int32'), rng.randn(41, 18).astype(dtype)
+    results = [f(av, colv, offv, gv) for f in (c, py)]
+    for got_c, got_py in zip(*results):
+        np.testing.assert_allclose(got_c, got_py, rtol=1e-5, atol=1e-5)
+    out, out_strided, grad_a, grad_off = results[0]
+    np.testing.assert_array_equal(out_strided, av[:, ::2][colv].T + offv)
+    # <a[cols].T + off, G> == <a, grad_a> + <off, grad_off>: the gradient is the forward's adjoint
+    lhs = np.sum(out.astype('float64') * gv.T)
+    rhs = np.sum(av.astype('float64') * grad_a) + np.sum(offv.astype('float64') * grad_off)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-5)
+    for bad in (np.array([23], 'int32'), np.array([0, -24], 'int32')):
+        for f in (c, py):
+            with pytest.raises(IndexError):
+                f(av, np.resize(bad, 41), offv, gv)
+    for f in (c, py):
+        with pytest.raises(ValueError):
+            f(av, colv, offv[:-1], gv)
