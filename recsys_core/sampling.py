@@ -29,11 +29,6 @@ class SampleStore:
         self.length = store_size // n_sample if n_sample else 0
         if self.length <= 1:
             self.length = 1
-            if verbose:
-                print('No example store was used')
-        elif verbose:
-            print('Created sample store with {} batches of samples (type={})'.format(
-                self.length, current()[0].upper()))
         floatx = pytensor.config.floatX
         self.cdf = pytensor.shared(cumulative_distribution(support, alpha).astype(floatx), name='sample_cdf')
         self.store = pytensor.shared(np.zeros((self.length, n_sample), dtype='int64'), name='sample_store')
@@ -41,7 +36,12 @@ class SampleStore:
         u = source.uniform((self.length * n_sample,), dtype=floatx)
         fresh = gpu_ops.searchsorted(self.cdf, u).reshape((self.length, n_sample))
         self._generate = compile_function([], [], updates=[(self.store, fresh)] + source.updates())
-        self.pointer = self.length  # forces generation before the first use
+        # filled now, before training starts (and outside its epoch timer), as the original does
+        self._generate()
+        self.pointer = 0
+        if verbose:
+            print('No example store was used' if self.length == 1 else
+                  'Created sample store with {} batches of samples (type={})'.format(self.length, current()[0].upper()))
 
     def batch(self, index):
         """Symbolic samples of batch ``index`` (an int scalar input of the training function)."""
