@@ -39,7 +39,7 @@ def element_stride(var, dim):
 
 
 def source_version(*sources):
-    """A C-code cache version derived from the code itself (functions or file paths).
+    """A C-code cache version derived from the code itself (functions, file paths or C strings).
 
     PyTensor reuses a compiled module while an Op's cache version is unchanged, so a version
     that is not bumped after an edit silently keeps running the old C code; hashing the source
@@ -49,9 +49,55 @@ def source_version(*sources):
     import inspect
     digest = hashlib.md5()
     for src in sources:
-        if isinstance(src, str):
+        if isinstance(src, str) and '\n' not in src:
             with open(src, 'rb') as f:
                 digest.update(f.read())
+        elif isinstance(src, str):
+            digest.update(src.encode())
         else:
             digest.update(inspect.getsource(src).encode())
     return (2, digest.hexdigest())
+
+
+PARALLEL_C = '''
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+// Threads for a loop of ``work`` units: OpenMP's count, at most one per ``per_thread`` units (small
+// loops stay on one thread), 1 inside another parallel region or without OpenMP.
+static inline int rs_threads(double work, double per_thread) {
+#ifdef _OPENMP
+    int n = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const double cap = work / per_thread;
+    if (cap < n) n = (int) cap;
+    return n < 1 ? 1 : n;
+#else
+    (void) work; (void) per_thread;
+    return 1;
+#endif
+}
+'''
+
+
+def openmp_args():
+    """``-fopenmp`` when PyTensor's GEMMs run on OpenMP threads too (``recsys_core.parallel_ops``)
+    and the C++ compiler ships OpenMP (libgomp); else nothing, and the Ops' loops run on one thread
+    (their pragmas are ignored)."""
+    import recsys_core
+    return ['-fopenmp'] if recsys_core.parallel_ops() and _compiler_has_openmp() else []
+
+
+_OPENMP = []
+
+
+def _compiler_has_openmp():
+    if not _OPENMP:
+        import os
+        import subprocess
+        from pytensor import config
+        try:
+            out = subprocess.run([config.cxx, '-print-file-name=libgomp.so'], capture_output=True, text=True, timeout=30)
+            _OPENMP.append(out.returncode == 0 and os.path.isabs(out.stdout.strip()))
+        except (OSError, subprocess.SubprocessError):
+            _OPENMP.append(False)
+    return _OPENMP[0]

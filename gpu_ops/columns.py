@@ -23,7 +23,7 @@ from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.link.c.op import COp
 
-from .c_code import require_dims, source_version
+from .c_code import PARALLEL_C, openmp_args, require_dims, source_version
 
 C_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'c', 'columns.h')
 
@@ -81,10 +81,13 @@ class _ColumnsCOp(COp):
 
     def c_support_code(self, **kwargs):
         with open(C_SOURCE) as f:
-            return '#include <vector>\n' + f.read()
+            return '#include <vector>\n' + PARALLEL_C + f.read()
+
+    def c_compile_args(self, **kwargs):
+        return openmp_args()
 
     def c_code_cache_version(self):
-        return source_version(type(self).c_code, _index_c, _output_c, require_dims, C_SOURCE)
+        return source_version(type(self).c_code, _index_c, _output_c, require_dims, C_SOURCE, PARALLEL_C)
 
 
 class ScoreColumns(_ColumnsCOp):
@@ -201,9 +204,7 @@ class ScoreColumnsGrad(_ColumnsCOp):
             if (!gc) {{ {fail} }}
             dtype_{g}* gad = (dtype_{g}*) PyArray_DATA({ga});
             dtype_{g}* od = (dtype_{g}*) PyArray_DATA({goffset});
-            if (N * M) memset(gad, 0, sizeof(dtype_{g}) * N * M);
-            for (npy_intp j = 0; j < K; ++j) od[j] = 0;
-            sc_backward<dtype_{g}>((const dtype_{g}*) PyArray_DATA(gc), ci, gad, od, M, K);
+            sc_backward<dtype_{g}>((const dtype_{g}*) PyArray_DATA(gc), ci, gad, od, M, K, N);
             Py_DECREF(gc);
         }}
         '''.format(g=g, n=n, ga=ga, goffset=goffset, fail=fail, index=_index_c(cols, 'N', fail, 'ScoreColumnsGrad'),

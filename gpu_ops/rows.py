@@ -27,7 +27,7 @@ from pytensor.tensor.math import Sum
 import pytensor.tensor as pt
 from pytensor.tensor.subtensor import AdvancedIncSubtensor1, AdvancedSubtensor1
 
-from .c_code import alias_or_copy, element_stride, require_dims, source_version
+from .c_code import PARALLEL_C, alias_or_copy, element_stride, openmp_args, require_dims, source_version
 from .reductions import RowSum
 
 
@@ -154,8 +154,14 @@ class RowGather(COp):
     def c_headers(self, **kwargs):
         return ['<cstring>']
 
+    def c_support_code(self, **kwargs):
+        return PARALLEL_C
+
+    def c_compile_args(self, **kwargs):
+        return openmp_args()
+
     def c_code_cache_version(self):
-        return source_version(_gather_c, require_dims)
+        return source_version(_gather_c, require_dims, PARALLEL_C)
 
 
 class RowGatherVia(RowGather):
@@ -228,21 +234,24 @@ def _gather_c(x, rows, idx, z, fail):
             const npy_intp xs0 = PyArray_STRIDES({x})[0] / sizeof(dtype_{x}), xs1 = PyArray_STRIDES({x})[1] / sizeof(dtype_{x});
             const dtype_{x}* xd = (const dtype_{x}*) PyArray_DATA({x});
             dtype_{z}* zd = (dtype_{z}*) PyArray_DATA({z});
-            for (npy_intp i = 0; i < k; ++i) {{
-                npy_intp r = {row_i};
-                const npy_intp given = r;
-                if (r < 0) r += n;
-                if (r < 0 || r >= n) {{
+            for (npy_intp i = 0; i < k; ++i) {{  // every table row checked before any is copied
+                const npy_intp given = {row_i};
+                if (given < -n || given >= n) {{
                     PyErr_Format(PyExc_IndexError, "index %ld is out of bounds for axis 0 with size %ld", (long) given, (long) n);
                     {fail}
                 }}
+            }}
+            const int nt = rs_threads((double) k * m, 16384.0);
+            #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+            for (npy_intp i = 0; i < k; ++i) {{
+                npy_intp r = {row_i};
+                if (r < 0) r += n;
                 const dtype_{x}* xr = xd + r * xs0;
                 dtype_{z}* zr = zd + i * m;
                 if (xs1 == 1 && i + 8 < k) {{  // rows of a large table are cache misses: ask for one 8 rows ahead
                     npy_intp p = {row_ahead};
                     if (p < 0) p += n;
-                    if (p >= 0 && p < n)
-                        for (npy_intp j = 0; j < m; j += 64 / sizeof(dtype_{x})) __builtin_prefetch(xd + p * xs0 + j);
+                    for (npy_intp j = 0; j < m; j += 64 / sizeof(dtype_{x})) __builtin_prefetch(xd + p * xs0 + j);
                 }}
                 if (xs1 == 1) {{
                     memcpy(zr, xr, m * sizeof(dtype_{x}));

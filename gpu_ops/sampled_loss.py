@@ -20,7 +20,7 @@ from pytensor.link.c.op import COp
 
 from recsys_core.activations import parse_activation
 
-from .c_code import source_version
+from .c_code import PARALLEL_C, openmp_args, source_version
 
 EPS = 1e-24
 
@@ -177,7 +177,10 @@ class SampledLoss(COp):
 
     def c_support_code(self, **kwargs):
         with open(C_SOURCE) as f:
-            return f.read()
+            return PARALLEL_C + f.read()
+
+    def c_compile_args(self, **kwargs):
+        return openmp_args()
 
     def c_code(self, node, name, inputs, outputs, sub):
         (z,) = inputs
@@ -201,17 +204,20 @@ class SampledLoss(COp):
                 {value} = (PyArrayObject*) PyArray_EMPTY(0, NULL, PyArray_TYPE(zc), 0);
             }}
             const ptrdiff_t M = PyArray_DIMS(zc)[0], K = PyArray_DIMS(zc)[1];
-            dtype_{z}* scratch = (dtype_{z}*) malloc(sizeof(dtype_{z}) * 4 * K);
-            if (!{dz} || !{value} || !scratch) {{
-                Py_DECREF(zc); free(scratch);
+            if (!{dz} || !{value}) {{
+                Py_DECREF(zc);
                 if (!PyErr_Occurred()) PyErr_NoMemory();
                 {fail}
             }}
-            const double total = sl_matrix<dtype_{z}>({act}, {a0}, {a1}, {loss}, {smoothing}, {bpreg},
-                (const dtype_{z}*) PyArray_DATA(zc), (dtype_{z}*) PyArray_DATA({dz}), M, K, scratch);
-            *(dtype_{z}*) PyArray_DATA({value}) = (dtype_{z}) total;
-            free(scratch);
+            double total = 0;
+            const bool ok = sl_matrix<dtype_{z}>({act}, {a0}, {a1}, {loss}, {smoothing}, {bpreg},
+                (const dtype_{z}*) PyArray_DATA(zc), (dtype_{z}*) PyArray_DATA({dz}), M, K, &total);
             Py_DECREF(zc);
+            if (!ok) {{
+                PyErr_NoMemory();
+                {fail}
+            }}
+            *(dtype_{z}*) PyArray_DATA({value}) = (dtype_{z}) total;
         }}
         '''.format(z=z, value=value, dz=dz, fail=fail, act=ACTIVATION_CODES[kind], a0=repr(float(args[0])),
                    a1=repr(float(args[1])), loss=LOSS_CODES[self.loss], smoothing=repr(self.smoothing),
@@ -221,7 +227,7 @@ class SampledLoss(COp):
         return ['<cstdlib>', '<cmath>']
 
     def c_code_cache_version(self):
-        return source_version(SampledLoss.c_code, C_SOURCE)
+        return source_version(SampledLoss.c_code, C_SOURCE, PARALLEL_C)
 
     def pullback(self, inputs, outputs, cotangents):
         return [cotangents[0] * outputs[1]]

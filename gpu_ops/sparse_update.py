@@ -16,7 +16,7 @@ from pytensor.compile import optdb
 from pytensor.link.c.op import COp
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
 
-from .c_code import alias_or_copy, source_version
+from .c_code import PARALLEL_C, alias_or_copy, openmp_args, source_version
 
 
 @numba.njit(cache=True, nogil=True)
@@ -137,6 +137,9 @@ class SparseAdagrad(COp):
                 PyErr_Format(PyExc_IndexError, "row index %ld out of bounds for %ld rows", (long) bad, (long) n);
                 {fail}
             }}
+            // rows are unique: threads update disjoint rows
+            const int nt = rs_threads((double) k * m, 16384.0);
+            #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
             for (npy_intp r = 0; r < k; ++r) {{
                 const npy_intp w = (npy_intp) rd[r * rs];
                 if (r + 8 < k) {{  // scattered rows of large tables miss the cache: ask for one 8 rows ahead
@@ -175,8 +178,14 @@ class SparseAdagrad(COp):
     def c_headers(self, **kwargs):
         return ['<cmath>']
 
+    def c_support_code(self, **kwargs):
+        return PARALLEL_C
+
+    def c_compile_args(self, **kwargs):
+        return openmp_args()
+
     def c_code_cache_version(self):
-        return source_version(SparseAdagrad.c_code, alias_or_copy)
+        return source_version(SparseAdagrad.c_code, alias_or_copy, PARALLEL_C)
 
 
 @node_rewriter([SparseAdagrad])

@@ -25,6 +25,8 @@ def blas_ldflags():
     (OpenBLAS 0.3.34, a dependency) is faster again on this project's GEMM shapes (benchmarks/RESULTS.md)
     and needs no system package. Its routines carry a `scipy_` prefix, so the flags include `-D`
     renames of the names PyTensor's C code calls (PyTensor passes such flags to the compiler).
+    GEMMs go through :func:`parallel_gemm_library` when it can be built (then the custom Ops
+    run their loops on OpenMP threads too: :func:`parallel_ops`).
     """
     system = '-lopenblas' if ctypes.util.find_library('openblas') else ''
     try:
@@ -34,8 +36,58 @@ def blas_ldflags():
     lib_dir = scipy_openblas32.get_lib_dir()
     if ',' in lib_dir or ' ' in lib_dir:  # PYTENSOR_FLAGS splits on commas, the flags on spaces
         return system
-    renames = ' '.join('-D{0}=scipy_{0}'.format(name) for name in _BLAS_ROUTINES)
-    return '-L{} -l{} {}'.format(lib_dir, scipy_openblas32.get_library(), renames)
+    flags = '-L{} -l{}'.format(lib_dir, scipy_openblas32.get_library())
+    wrapper = parallel_gemm_library(lib_dir, scipy_openblas32.get_library())
+    gemm_renames = {}
+    if wrapper and not (',' in wrapper or ' ' in wrapper):
+        folder, name = os.path.split(wrapper)
+        flags = '-L{} -l{} {}'.format(folder, name[len('lib'):-len('.so')], flags)
+        gemm_renames = {'sgemm_': 'recsys_sgemm_', 'dgemm_': 'recsys_dgemm_'}
+    renames = ' '.join('-D{}={}'.format(name, gemm_renames.get(name, 'scipy_' + name)) for name in _BLAS_ROUTINES)
+    return flags + ' ' + renames
+
+
+_PARALLEL_GEMM_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'c', 'parallel_gemm.cpp')
+
+
+def parallel_gemm_library(blas_dir, blas_lib):
+    """Path of the built GEMM wrapper (recsys_core/c/parallel_gemm.cpp: products split between
+    OpenMP threads over the wheel's single-threaded OpenBLAS), building it on first use; None when
+    it cannot be built (no C++ compiler or no OpenMP) or RECSYS_PARALLEL_GEMM=0."""
+    import hashlib
+    import subprocess
+    import tempfile
+    if os.environ.get('RECSYS_PARALLEL_GEMM', '1') in ('0', 'false', 'False'):
+        return None
+    cxx = os.environ.get('CXX', 'g++')
+    with open(_PARALLEL_GEMM_SOURCE, 'rb') as f:
+        key = hashlib.md5(f.read() + (cxx + blas_dir + blas_lib).encode()).hexdigest()[:16]
+    cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
+                         'recsys_pytensor', 'parallel_gemm-' + key)
+    path = os.path.join(cache, 'librecsys_parallel_gemm.so')
+    if os.path.isfile(path):
+        return path
+    try:
+        os.makedirs(cache, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)  # built aside, then renamed: concurrent builds are safe
+        os.close(fd)
+        cmd = [cxx, '-O2', '-fPIC', '-shared', '-fopenmp', _PARALLEL_GEMM_SOURCE, '-o', tmp,
+               '-L' + blas_dir, '-l' + blas_lib, '-Wl,-rpath,' + blas_dir]
+        done = subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+        if done:
+            os.replace(tmp, path)
+        else:
+            os.unlink(tmp)
+        return path if done else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def parallel_ops():
+    """True when PyTensor's BLAS calls go through the parallel GEMM wrapper, so the custom Ops may
+    run loops on OpenMP threads (with OpenBLAS's own threads spinning beside them they must not)."""
+    import pytensor
+    return 'recsys_sgemm_' in pytensor.config.blas__ldflags
 
 
 def _link_blas():

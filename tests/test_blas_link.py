@@ -1,4 +1,5 @@
 """The BLAS that PyTensor's C code links: pip's scipy-openblas32 with its `scipy_` names renamed."""
+import os
 import sys
 
 import numpy as np
@@ -12,9 +13,33 @@ from recsys_core.backend import compile_function
 def test_flags_link_the_wheel_and_rename_the_routines():
     flags = recsys_core.blas_ldflags()
     assert '-lscipy_openblas' in flags.split()
-    for name in ('sgemm_', 'dgemm_', 'sgemv_', 'sger_', 'sdot_'):
+    for name in ('sgemv_', 'sger_', 'sdot_', 'dgemv_'):
         assert '-D{0}=scipy_{0}'.format(name) in flags.split()
+    if recsys_core.parallel_ops():  # GEMMs through the parallel wrapper, which is linked first
+        assert '-lrecsys_parallel_gemm' in flags.split()
+        assert {'-Dsgemm_=recsys_sgemm_', '-Ddgemm_=recsys_dgemm_'} <= set(flags.split())
+    else:
+        assert {'-Dsgemm_=scipy_sgemm_', '-Ddgemm_=scipy_dgemm_'} <= set(flags.split())
     assert pytensor.config.blas__ldflags == flags
+
+
+def test_gemm_wrapper_is_built_once_and_optional(monkeypatch, tmp_path):
+    import scipy_openblas32
+    blas = (scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library())
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+    built = recsys_core.parallel_gemm_library(*blas)
+    assert built and built.startswith(str(tmp_path))
+    stamp = os.stat(built).st_mtime_ns
+    assert recsys_core.parallel_gemm_library(*blas) == built and os.stat(built).st_mtime_ns == stamp
+    assert [f for f in os.listdir(os.path.dirname(built))] == [os.path.basename(built)]  # no temporary left
+    monkeypatch.setenv('RECSYS_PARALLEL_GEMM', '0')
+    assert recsys_core.parallel_gemm_library(*blas) is None
+    assert '-Dsgemm_=scipy_sgemm_' in recsys_core.blas_ldflags().split()
+    monkeypatch.setenv('RECSYS_PARALLEL_GEMM', '1')
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'other'))
+    monkeypatch.setenv('CXX', 'false')  # a compiler that fails: no wrapper, plain wheel names
+    assert recsys_core.parallel_gemm_library(*blas) is None
+    assert not os.listdir(next(p for p in (tmp_path / 'other').rglob('parallel_gemm-*')))
 
 
 def test_without_the_wheel_falls_back_to_a_system_openblas_or_none(monkeypatch):

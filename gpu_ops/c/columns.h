@@ -5,36 +5,34 @@
 // Both are transposes through an index. Element-wise they are strided gathers, which this kind of
 // CPU runs at one element per cycle or worse; in 8 x 8 blocks of whole rows with an in-register
 // transpose (AVX) they run at a few elements per cycle. Blocks that do not fill 8 x 8 (and builds
-// without AVX, and float64) take the plain loops, which give the same sums in the same order for
-// the gradient rows (j ascending) and may differ only in the order of the offset-gradient sums.
+// without AVX, and float64) take the plain loops, which give the same sums in the same order
+// (gradient rows: j ascending; offset gradient: i ascending).
 #include <cstddef>
 #include <cstring>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #ifdef __AVX__
 #include <immintrin.h>
 #endif
 
+// Columns [j0, j1) of z, rows [i0, M).
 template <typename T>
 static void sc_forward_plain(const T* a, const npy_int32* c, const T* off, T* z, ptrdiff_t M, ptrdiff_t K,
-                             ptrdiff_t i0, ptrdiff_t j0) {
-    // rows i >= i0 of every column, and every row of the columns j >= j0
-    for (ptrdiff_t j = 0; j < K; ++j) {
+                             ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t j1) {
+    for (ptrdiff_t j = j0; j < j1; ++j) {
         const T* ar = a + (ptrdiff_t) c[j] * M;
-        for (ptrdiff_t i = (j < j0 ? i0 : 0); i < M; ++i) z[i * K + j] = ar[i] + off[j];
+        for (ptrdiff_t i = i0; i < M; ++i) z[i * K + j] = ar[i] + off[j];
     }
 }
 
+// Rows [i0, i1) of ga from columns [j0, j1) of g, in ascending j.
 template <typename T>
-static void sc_backward_plain(const T* g, const npy_int32* c, T* ga, T* off, ptrdiff_t M, ptrdiff_t K,
-                              ptrdiff_t i0, ptrdiff_t j0) {
-    for (ptrdiff_t j = 0; j < K; ++j) {
+static void sc_backward_plain(const T* g, const npy_int32* c, T* ga, ptrdiff_t M, ptrdiff_t K,
+                              ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1) {
+    for (ptrdiff_t j = j0; j < j1; ++j) {
         T* gr = ga + (ptrdiff_t) c[j] * M;
-        T s = 0;
-        for (ptrdiff_t i = (j < j0 ? i0 : 0); i < M; ++i) {
-            const T v = g[i * K + j];
-            gr[i] += v;
-            s += v;
-        }
-        off[j] += s;
+        for (ptrdiff_t i = i0; i < i1; ++i) gr[i] += g[i * K + j];
     }
 }
 
@@ -55,72 +53,110 @@ static inline void sc_transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3,
 }
 #endif
 
+// One block of (up to) 8 columns of z.
 template <typename T>
-static void sc_forward(const T* a, const npy_int32* c, const T* off, T* z, ptrdiff_t M, ptrdiff_t K) {
-    sc_forward_plain(a, c, off, z, M, K, 0, 0);
+static void sc_forward_block(const T* a, const npy_int32* c, const T* off, T* z, ptrdiff_t M, ptrdiff_t K, ptrdiff_t j0, ptrdiff_t j1) {
+    sc_forward_plain(a, c, off, z, M, K, 0, j0, j1);
 }
 
+// Rows [i0, i1) of ga (i0 a multiple of 8) from one block of (up to) 8 columns of g.
 template <typename T>
-static void sc_backward(const T* g, const npy_int32* c, T* ga, T* off, ptrdiff_t M, ptrdiff_t K) {
-    sc_backward_plain(g, c, ga, off, M, K, 0, 0);
+static void sc_backward_block(const T* g, const npy_int32* c, T* ga, ptrdiff_t M, ptrdiff_t K,
+                              ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1) {
+    sc_backward_plain(g, c, ga, M, K, i0, i1, j0, j1);
 }
 
 #ifdef __AVX__
 template <>
-void sc_forward<float>(const float* a, const npy_int32* c, const float* off, float* z, ptrdiff_t M, ptrdiff_t K) {
-    const ptrdiff_t M8 = M - M % 8, K8 = K - K % 8;
-    for (ptrdiff_t j = 0; j < K8; j += 8) {
-        const float* p[8];
-        for (int q = 0; q < 8; ++q) p[q] = a + (ptrdiff_t) c[j + q] * M;
-        const __m256 o = _mm256_loadu_ps(off + j);
-        for (ptrdiff_t i = 0; i < M8; i += 8) {
-            __m256 r0 = _mm256_loadu_ps(p[0] + i), r1 = _mm256_loadu_ps(p[1] + i);
-            __m256 r2 = _mm256_loadu_ps(p[2] + i), r3 = _mm256_loadu_ps(p[3] + i);
-            __m256 r4 = _mm256_loadu_ps(p[4] + i), r5 = _mm256_loadu_ps(p[5] + i);
-            __m256 r6 = _mm256_loadu_ps(p[6] + i), r7 = _mm256_loadu_ps(p[7] + i);
-            sc_transpose8(r0, r1, r2, r3, r4, r5, r6, r7);
-            float* zz = z + i * K + j;
-            _mm256_storeu_ps(zz, _mm256_add_ps(r0, o));
-            _mm256_storeu_ps(zz + K, _mm256_add_ps(r1, o));
-            _mm256_storeu_ps(zz + 2 * K, _mm256_add_ps(r2, o));
-            _mm256_storeu_ps(zz + 3 * K, _mm256_add_ps(r3, o));
-            _mm256_storeu_ps(zz + 4 * K, _mm256_add_ps(r4, o));
-            _mm256_storeu_ps(zz + 5 * K, _mm256_add_ps(r5, o));
-            _mm256_storeu_ps(zz + 6 * K, _mm256_add_ps(r6, o));
-            _mm256_storeu_ps(zz + 7 * K, _mm256_add_ps(r7, o));
-        }
+void sc_forward_block<float>(const float* a, const npy_int32* c, const float* off, float* z, ptrdiff_t M, ptrdiff_t K,
+                             ptrdiff_t j0, ptrdiff_t j1) {
+    if (j1 - j0 < 8) {
+        sc_forward_plain(a, c, off, z, M, K, 0, j0, j1);
+        return;
     }
-    sc_forward_plain(a, c, off, z, M, K, M8, K8);
+    const ptrdiff_t M8 = M - M % 8;
+    const float* p[8];
+    for (int q = 0; q < 8; ++q) p[q] = a + (ptrdiff_t) c[j0 + q] * M;
+    const __m256 o = _mm256_loadu_ps(off + j0);
+    for (ptrdiff_t i = 0; i < M8; i += 8) {
+        __m256 r0 = _mm256_loadu_ps(p[0] + i), r1 = _mm256_loadu_ps(p[1] + i);
+        __m256 r2 = _mm256_loadu_ps(p[2] + i), r3 = _mm256_loadu_ps(p[3] + i);
+        __m256 r4 = _mm256_loadu_ps(p[4] + i), r5 = _mm256_loadu_ps(p[5] + i);
+        __m256 r6 = _mm256_loadu_ps(p[6] + i), r7 = _mm256_loadu_ps(p[7] + i);
+        sc_transpose8(r0, r1, r2, r3, r4, r5, r6, r7);
+        float* zz = z + i * K + j0;
+        _mm256_storeu_ps(zz, _mm256_add_ps(r0, o));
+        _mm256_storeu_ps(zz + K, _mm256_add_ps(r1, o));
+        _mm256_storeu_ps(zz + 2 * K, _mm256_add_ps(r2, o));
+        _mm256_storeu_ps(zz + 3 * K, _mm256_add_ps(r3, o));
+        _mm256_storeu_ps(zz + 4 * K, _mm256_add_ps(r4, o));
+        _mm256_storeu_ps(zz + 5 * K, _mm256_add_ps(r5, o));
+        _mm256_storeu_ps(zz + 6 * K, _mm256_add_ps(r6, o));
+        _mm256_storeu_ps(zz + 7 * K, _mm256_add_ps(r7, o));
+    }
+    sc_forward_plain(a, c, off, z, M, K, M8, j0, j1);
 }
 
 template <>
-void sc_backward<float>(const float* g, const npy_int32* c, float* ga, float* off, ptrdiff_t M, ptrdiff_t K) {
-    const ptrdiff_t M8 = M - M % 8, K8 = K - K % 8;
-    for (ptrdiff_t j = 0; j < K8; j += 8) {
-        float* p[8];
-        for (int q = 0; q < 8; ++q) p[q] = ga + (ptrdiff_t) c[j + q] * M;
-        __m256 acc = _mm256_setzero_ps();
-        for (ptrdiff_t i = 0; i < M8; i += 8) {
-            const float* gg = g + i * K + j;
-            __m256 r0 = _mm256_loadu_ps(gg), r1 = _mm256_loadu_ps(gg + K);
-            __m256 r2 = _mm256_loadu_ps(gg + 2 * K), r3 = _mm256_loadu_ps(gg + 3 * K);
-            __m256 r4 = _mm256_loadu_ps(gg + 4 * K), r5 = _mm256_loadu_ps(gg + 5 * K);
-            __m256 r6 = _mm256_loadu_ps(gg + 6 * K), r7 = _mm256_loadu_ps(gg + 7 * K);
-            acc = _mm256_add_ps(acc, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r0, r1), _mm256_add_ps(r2, r3)),
-                                                   _mm256_add_ps(_mm256_add_ps(r4, r5), _mm256_add_ps(r6, r7))));
-            sc_transpose8(r0, r1, r2, r3, r4, r5, r6, r7);
-            // one row after the other: two columns of the block may be the same item
-            _mm256_storeu_ps(p[0] + i, _mm256_add_ps(_mm256_loadu_ps(p[0] + i), r0));
-            _mm256_storeu_ps(p[1] + i, _mm256_add_ps(_mm256_loadu_ps(p[1] + i), r1));
-            _mm256_storeu_ps(p[2] + i, _mm256_add_ps(_mm256_loadu_ps(p[2] + i), r2));
-            _mm256_storeu_ps(p[3] + i, _mm256_add_ps(_mm256_loadu_ps(p[3] + i), r3));
-            _mm256_storeu_ps(p[4] + i, _mm256_add_ps(_mm256_loadu_ps(p[4] + i), r4));
-            _mm256_storeu_ps(p[5] + i, _mm256_add_ps(_mm256_loadu_ps(p[5] + i), r5));
-            _mm256_storeu_ps(p[6] + i, _mm256_add_ps(_mm256_loadu_ps(p[6] + i), r6));
-            _mm256_storeu_ps(p[7] + i, _mm256_add_ps(_mm256_loadu_ps(p[7] + i), r7));
-        }
-        _mm256_storeu_ps(off + j, _mm256_add_ps(_mm256_loadu_ps(off + j), acc));
+void sc_backward_block<float>(const float* g, const npy_int32* c, float* ga, ptrdiff_t M, ptrdiff_t K,
+                              ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1) {
+    const ptrdiff_t i8 = i0 + (i1 - i0) / 8 * 8;
+    if (j1 - j0 < 8 || i8 == i0) {
+        sc_backward_plain(g, c, ga, M, K, i0, i1, j0, j1);
+        return;
     }
-    sc_backward_plain(g, c, ga, off, M, K, M8, K8);
+    float* p[8];
+    for (int q = 0; q < 8; ++q) p[q] = ga + (ptrdiff_t) c[j0 + q] * M;
+    for (ptrdiff_t i = i0; i < i8; i += 8) {
+        const float* gg = g + i * K + j0;
+        __m256 r0 = _mm256_loadu_ps(gg), r1 = _mm256_loadu_ps(gg + K);
+        __m256 r2 = _mm256_loadu_ps(gg + 2 * K), r3 = _mm256_loadu_ps(gg + 3 * K);
+        __m256 r4 = _mm256_loadu_ps(gg + 4 * K), r5 = _mm256_loadu_ps(gg + 5 * K);
+        __m256 r6 = _mm256_loadu_ps(gg + 6 * K), r7 = _mm256_loadu_ps(gg + 7 * K);
+        sc_transpose8(r0, r1, r2, r3, r4, r5, r6, r7);
+        // one row after the other: two columns of the block may be the same item
+        _mm256_storeu_ps(p[0] + i, _mm256_add_ps(_mm256_loadu_ps(p[0] + i), r0));
+        _mm256_storeu_ps(p[1] + i, _mm256_add_ps(_mm256_loadu_ps(p[1] + i), r1));
+        _mm256_storeu_ps(p[2] + i, _mm256_add_ps(_mm256_loadu_ps(p[2] + i), r2));
+        _mm256_storeu_ps(p[3] + i, _mm256_add_ps(_mm256_loadu_ps(p[3] + i), r3));
+        _mm256_storeu_ps(p[4] + i, _mm256_add_ps(_mm256_loadu_ps(p[4] + i), r4));
+        _mm256_storeu_ps(p[5] + i, _mm256_add_ps(_mm256_loadu_ps(p[5] + i), r5));
+        _mm256_storeu_ps(p[6] + i, _mm256_add_ps(_mm256_loadu_ps(p[6] + i), r6));
+        _mm256_storeu_ps(p[7] + i, _mm256_add_ps(_mm256_loadu_ps(p[7] + i), r7));
+    }
+    sc_backward_plain(g, c, ga, M, K, i8, i1, j0, j1);
 }
 #endif
+
+// z (M x K) = a[c].T + off; threads take blocks of 8 columns.
+template <typename T>
+static void sc_forward(const T* a, const npy_int32* c, const T* off, T* z, ptrdiff_t M, ptrdiff_t K) {
+    const ptrdiff_t blocks = (K + 7) / 8;
+    const int nt = rs_threads((double) M * K, 32768.0);
+    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (ptrdiff_t b = 0; b < blocks; ++b)
+        sc_forward_block(a, c, off, z, M, K, b * 8, b * 8 + 8 < K ? b * 8 + 8 : K);
+}
+
+// ga (N x M) and off (K) from g (M x K); with two threads one sums the offsets meanwhile. (Splitting
+// ga between threads by rows of g made them share cache lines of every row of ga: slower.)
+template <typename T>
+static void sc_backward(const T* g, const npy_int32* c, T* ga, T* off, ptrdiff_t M, ptrdiff_t K, ptrdiff_t N) {
+    const int nt = rs_threads((double) M * K, 32768.0) > 1 ? 2 : 1;
+    #pragma omp parallel sections num_threads(nt) if (nt > 1)
+    {
+        #pragma omp section
+        {
+            if (N * M) memset(ga, 0, sizeof(T) * N * M);
+            for (ptrdiff_t j = 0; j < K; j += 8) sc_backward_block(g, c, ga, M, K, 0, M, j, j + 8 < K ? j + 8 : K);
+        }
+        #pragma omp section
+        {
+            for (ptrdiff_t j = 0; j < K; ++j) off[j] = 0;
+            for (ptrdiff_t i = 0; i < M; ++i) {
+                const T* gr = g + i * K;
+                for (ptrdiff_t j = 0; j < K; ++j) off[j] += gr[j];
+            }
+        }
+    }
+}

@@ -193,21 +193,42 @@ static double sl_xe_one_hot(int act, int loss, const T* __restrict__ y, const T*
 
 // Summed loss over the M rows of the M x K matrix z (C-contiguous) and dz = d(loss)/dz.
 // scratch: 4 * K values.
+// Summed loss over the rows; dz filled. Rows are independent: threads take ranges of them, each
+// with its own scratch rows, and the row losses are summed in row order afterwards (the same total
+// whatever the number of threads) into *total. Returns false when scratch memory could not be had.
 template <typename T>
-static double sl_matrix(int act, T a0, T a1, int loss, T smoothing, T bpreg, const T* z, T* dz,
-                        ptrdiff_t M, ptrdiff_t K, T* scratch) {
-    T *y = scratch, *st = scratch + K, *g = scratch + 2 * K, *sn = scratch + 3 * K;
+static bool sl_matrix(int act, T a0, T a1, int loss, T smoothing, T bpreg, const T* z, T* dz,
+                      ptrdiff_t M, ptrdiff_t K, double* total) {
     const bool one_hot = (loss == SL_XE || loss == SL_XE_LOGIT) && smoothing == 0 &&
                          (act == SL_SOFTMAX || act == SL_SOFTMAX_LOGIT);
-    double total = 0;
-    for (ptrdiff_t i = 0; i < M; ++i) {
-        sl_activation(act, a0, a1, z + i * K, y, st, K);
-        if (one_hot) {
-            total += sl_xe_one_hot(act, loss, y, st, dz + i * K, i, K);
-            continue;
+    double* row_loss = (double*) malloc(sizeof(double) * (M > 0 ? M : 1));
+    if (!row_loss) return false;
+    int failed = 0;
+    const int nt = rs_threads((double) M * K, 32768.0);
+    #pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        T* scratch = (T*) malloc(sizeof(T) * 4 * K);
+        if (!scratch) {
+            #pragma omp atomic write
+            failed = 1;
         }
-        total += sl_loss(loss, smoothing, bpreg, y, g, sn, i, K);
-        sl_activation_grad(act, a0, a1, z + i * K, g, y, st, dz + i * K, K);
+        T *y = scratch, *st = scratch + K, *g = scratch + 2 * K, *sn = scratch + 3 * K;
+        #pragma omp for schedule(static)
+        for (ptrdiff_t i = 0; i < M; ++i) {
+            if (!scratch) continue;
+            sl_activation(act, a0, a1, z + i * K, y, st, K);
+            if (one_hot) {
+                row_loss[i] = sl_xe_one_hot(act, loss, y, st, dz + i * K, i, K);
+                continue;
+            }
+            row_loss[i] = sl_loss(loss, smoothing, bpreg, y, g, sn, i, K);
+            sl_activation_grad(act, a0, a1, z + i * K, g, y, st, dz + i * K, K);
+        }
+        free(scratch);
     }
-    return total;
+    double sum = 0;
+    for (ptrdiff_t i = 0; i < M; ++i) sum += row_loss[i];
+    free(row_loss);
+    *total = sum;
+    return !failed;
 }
