@@ -125,14 +125,15 @@ def test_sampled_loss_threads_match_one_thread_and_perform(loss, act):
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-3, atol=1e-6)
 
 
-def test_row_gather_and_score_columns_threads_match_one_thread_and_numpy():
+@pytest.mark.parametrize('m', [64, 37])
+def test_row_gather_and_score_columns_threads_match_one_thread_and_numpy(m):
     x, idx = pt.matrix('x', dtype='float32'), pt.lvector('idx')
     off, g = pt.vector('off', dtype='float32'), pt.matrix('g', dtype='float32')
     ga, goff = ScoreColumnsGrad()(g, idx, x.shape[0])
     f = _c_function([x, idx, off, g], [RowGather()(x, idx), ScoreColumns()(x, idx, off), ga, goff])
     rng = np.random.RandomState(2)
-    xv, iv = rng.randn(900, 64).astype('float32'), rng.randint(-900, 900, size=1300)
-    offv, gv = rng.randn(1300).astype('float32'), rng.randn(64, 1300).astype('float32')
+    xv, iv = rng.randn(900, m).astype('float32'), rng.randint(-900, 900, size=2000)
+    offv, gv = rng.randn(2000).astype('float32'), rng.randn(m, 2000).astype('float32')
     rows, cols, grad_rows, grad_off = _same_with_one_and_two_threads(f, xv, iv, offv, gv)
     np.testing.assert_array_equal(rows, xv[iv])
     np.testing.assert_array_equal(cols, xv[iv].T + offv)

@@ -138,25 +138,38 @@ static void sc_forward(const T* a, const npy_int32* c, const T* off, T* z, ptrdi
         sc_forward_block(a, c, off, z, M, K, b * 8, b * 8 + 8 < K ? b * 8 + 8 : K);
 }
 
-// ga (N x M) and off (K) from g (M x K); with two threads one sums the offsets meanwhile. (Splitting
-// ga between threads by rows of g made them share cache lines of every row of ga: slower.)
+// ga (N x M) and off (K) from g (M x K). Threads take ranges of rows of g (the rows the loss Op's
+// threads wrote, still in their caches): for ga a thread then writes its own columns of every row,
+// cut on 64-byte boundaries of ga's rows so that no cache line is written by two threads; for off
+// ranges of columns. Every sum runs in the same order whatever the number of threads.
 template <typename T>
 static void sc_backward(const T* g, const npy_int32* c, T* ga, T* off, ptrdiff_t M, ptrdiff_t K, ptrdiff_t N) {
-    const int nt = rs_threads((double) M * K, 32768.0) > 1 ? 2 : 1;
-    #pragma omp parallel sections num_threads(nt) if (nt > 1)
+    const int nt = rs_threads((double) M * K, 32768.0);
+    const ptrdiff_t per_line = 64 / sizeof(T);
+    const ptrdiff_t shift = ((ptrdiff_t) ((size_t) ga % 64)) / (ptrdiff_t) sizeof(T);
+    #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        #pragma omp section
-        {
-            if (N * M) memset(ga, 0, sizeof(T) * N * M);
-            for (ptrdiff_t j = 0; j < K; j += 8) sc_backward_block(g, c, ga, M, K, 0, M, j, j + 8 < K ? j + 8 : K);
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int t = 0, nth = 1;
+#endif
+        auto cut = [&](int q) -> ptrdiff_t {
+            if (q <= 0) return 0;
+            if (q >= nth) return M;
+            const ptrdiff_t x = (M * q / nth + shift) / per_line * per_line - shift;
+            return x < 0 ? 0 : (x > M ? M : x);
+        };
+        const ptrdiff_t i0 = cut(t), i1 = cut(t + 1);
+        if (i1 > i0) {
+            for (ptrdiff_t u = 0; u < N; ++u) memset(ga + u * M + i0, 0, sizeof(T) * (i1 - i0));
+            for (ptrdiff_t j = 0; j < K; j += 8) sc_backward_block(g, c, ga, M, K, i0, i1, j, j + 8 < K ? j + 8 : K);
         }
-        #pragma omp section
-        {
-            for (ptrdiff_t j = 0; j < K; ++j) off[j] = 0;
-            for (ptrdiff_t i = 0; i < M; ++i) {
-                const T* gr = g + i * K;
-                for (ptrdiff_t j = 0; j < K; ++j) off[j] += gr[j];
-            }
+        const ptrdiff_t j0 = K * t / nth, j1 = K * (t + 1) / nth;
+        for (ptrdiff_t j = j0; j < j1; ++j) off[j] = 0;
+        for (ptrdiff_t i = 0; i < M; ++i) {
+            const T* gr = g + i * K;
+            for (ptrdiff_t j = j0; j < j1; ++j) off[j] += gr[j];
         }
     }
 }
