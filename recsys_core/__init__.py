@@ -25,8 +25,8 @@ def blas_ldflags():
     (OpenBLAS 0.3.34, a dependency) is faster again on this project's GEMM shapes (benchmarks/RESULTS.md)
     and needs no system package. Its routines carry a `scipy_` prefix, so the flags include `-D`
     renames of the names PyTensor's C code calls (PyTensor passes such flags to the compiler).
-    GEMMs go through :func:`parallel_gemm_library` when it can be built (then the custom Ops
-    run their loops on OpenMP threads too: :func:`parallel_ops`).
+    GEMMs and GEMVs go through :func:`parallel_gemm_library` when it can be built (then the custom
+    Ops run their loops on OpenMP threads too: :func:`parallel_ops`).
     """
     system = '-lopenblas' if ctypes.util.find_library('openblas') else ''
     try:
@@ -42,7 +42,7 @@ def blas_ldflags():
     if wrapper and not (',' in wrapper or ' ' in wrapper):
         folder, name = os.path.split(wrapper)
         flags = '-L{} -l{} {}'.format(folder, name[len('lib'):-len('.so')], flags)
-        gemm_renames = {'sgemm_': 'recsys_sgemm_', 'dgemm_': 'recsys_dgemm_'}
+        gemm_renames = {name: 'recsys_' + name for name in ('sgemm_', 'dgemm_', 'sgemv_', 'dgemv_')}
     renames = ' '.join('-D{}={}'.format(name, gemm_renames.get(name, 'scipy_' + name)) for name in _BLAS_ROUTINES)
     return flags + ' ' + renames
 
@@ -51,7 +51,7 @@ _PARALLEL_GEMM_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 
 def parallel_gemm_library(blas_dir, blas_lib):
-    """Path of the built GEMM wrapper (recsys_core/c/parallel_gemm.cpp: products split between
+    """Path of the built GEMM/GEMV wrapper (recsys_core/c/parallel_gemm.cpp: products split between
     OpenMP threads over the wheel's single-threaded OpenBLAS), building it on first use; None when
     it cannot be built (no C++ compiler or no OpenMP) or RECSYS_PARALLEL_GEMM=0."""
     import hashlib

@@ -13,13 +13,14 @@ from recsys_core.backend import compile_function
 def test_flags_link_the_wheel_and_rename_the_routines():
     flags = recsys_core.blas_ldflags()
     assert '-lscipy_openblas' in flags.split()
-    for name in ('sgemv_', 'sger_', 'sdot_', 'dgemv_'):
+    for name in ('sger_', 'sdot_', 'dger_'):
         assert '-D{0}=scipy_{0}'.format(name) in flags.split()
-    if recsys_core.parallel_ops():  # GEMMs through the parallel wrapper, which is linked first
+    products = ('sgemm_', 'dgemm_', 'sgemv_', 'dgemv_')
+    if recsys_core.parallel_ops():  # GEMMs and GEMVs through the parallel wrapper, which is linked first
         assert '-lrecsys_parallel_gemm' in flags.split()
-        assert {'-Dsgemm_=recsys_sgemm_', '-Ddgemm_=recsys_dgemm_'} <= set(flags.split())
+        assert {'-D{0}=recsys_{0}'.format(name) for name in products} <= set(flags.split())
     else:
-        assert {'-Dsgemm_=scipy_sgemm_', '-Ddgemm_=scipy_dgemm_'} <= set(flags.split())
+        assert {'-D{0}=scipy_{0}'.format(name) for name in products} <= set(flags.split())
     assert pytensor.config.blas__ldflags == flags
 
 

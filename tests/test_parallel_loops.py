@@ -94,6 +94,35 @@ def test_parallel_gemm_matches_the_unsplit_gemm_for_every_transpose(dtype, m, n,
             np.testing.assert_allclose(got, 0.7 * opa.astype('float64') @ opb + 0.3 * c0, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+@pytest.mark.parametrize('m,n', [(40000, 128), (128, 30000), (70, 60)])
+def test_parallel_gemv_matches_the_unsplit_gemv_for_both_transposes(dtype, m, n):
+    wrapper, openblas = _blas_libraries()
+    prefix = 's' if dtype == 'float32' else 'd'
+    ctype = ctypes.c_float if dtype == 'float32' else ctypes.c_double
+    split, whole = getattr(wrapper, 'recsys_{}gemv_'.format(prefix)), getattr(openblas, 'scipy_{}gemv_'.format(prefix))
+    rng = np.random.RandomState(m)
+    a = np.asfortranarray(rng.randn(m + 5, n).astype(dtype))[:m]  # leading dimension m + 5
+    p = lambda v: v.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    for ta in 'NT':
+        x = rng.randn(n if ta == 'N' else m).astype(dtype)
+        y0 = rng.randn(2 * (m if ta == 'N' else n)).astype(dtype)  # y with increment 2
+        results = []
+        for fn in (split, whole):
+            y = y0.copy()
+            ints = [ctypes.c_int(v) for v in (m, n, m + 5, 1, 2)]
+            with threads(2):
+                fn(ctypes.c_char_p(ta.encode()), ctypes.byref(ints[0]), ctypes.byref(ints[1]), ctypes.byref(ctype(0.7)),
+                   p(a), ctypes.byref(ints[2]), p(x), ctypes.byref(ints[3]), ctypes.byref(ctype(0.3)), p(y),
+                   ctypes.byref(ints[4]))
+            results.append(y)
+        tol = 1e-5 if dtype == 'float32' else 1e-12
+        np.testing.assert_allclose(results[0], results[1], rtol=tol, atol=tol)
+        opa = a if ta == 'N' else a.T
+        np.testing.assert_allclose(results[0][::2], 0.7 * opa.astype('float64') @ x + 0.3 * y0[::2], rtol=1e-4, atol=1e-3)
+        np.testing.assert_array_equal(results[0][1::2], y0[1::2])  # the skipped elements stay
+
+
 def _c_function(inputs, outputs, updates=None):
     assert SampledLoss('top1', 'tanh').c_compile_args() == ['-fopenmp']
     f = pytensor.function(inputs, outputs, mode=compile_mode(), updates=updates, on_unused_input='ignore')

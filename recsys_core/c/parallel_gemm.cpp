@@ -1,5 +1,5 @@
-// GEMM entry points for PyTensor's C code that split a product between OpenMP threads, each thread
-// calling the OpenBLAS wheel's single-threaded GEMM on its share of the output.
+// GEMM and GEMV entry points for PyTensor's C code that split a product between OpenMP threads,
+// each thread calling the OpenBLAS wheel's single-threaded routine on its share of the output.
 //
 // Why: OpenBLAS's own worker threads spin for a while after every call. The project's custom Ops
 // run their loops on OpenMP threads, and the two thread pools spinning on the same cores slowed a
@@ -15,6 +15,10 @@ void scipy_sgemm_(const char*, const char*, const int*, const int*, const int*, 
                   const float*, const int*, const float*, float*, const int*);
 void scipy_dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
                   const double*, const int*, const double*, double*, const int*);
+void scipy_sgemv_(const char*, const int*, const int*, const float*, const float*, const int*, const float*, const int*,
+                  const float*, float*, const int*);
+void scipy_dgemv_(const char*, const int*, const int*, const double*, const double*, const int*, const double*,
+                  const int*, const double*, double*, const int*);
 void scipy_openblas_set_num_threads(int);
 }
 
@@ -57,6 +61,35 @@ void split_gemm(Gemm gemm, const char* ta, const char* tb, const int* m, const i
     }
 }
 
+// y = alpha op(A) x + beta y: threads take ranges of y (rows of A, or columns of A transposed).
+template <typename T, typename Gemv>
+void split_gemv(Gemv gemv, const char* ta, const int* m, const int* n, const T* alpha, const T* a, const int* lda,
+                const T* x, const int* incx, const T* beta, T* y, const int* incy) {
+    const bool plain = *ta == 'N' || *ta == 'n';
+    const int len = plain ? *m : *n;
+    int parts = omp_in_parallel() || *incx <= 0 || *incy <= 0 ? 1 : omp_get_max_threads();
+    const double flops = 2.0 * *m * *n;
+    if (parts > flops / MIN_FLOPS_PER_THREAD) parts = (int) (flops / MIN_FLOPS_PER_THREAD);
+    if (parts > len / 16) parts = len / 16;
+    if (parts <= 1) {
+        gemv(ta, m, n, alpha, a, lda, x, incx, beta, y, incy);
+        return;
+    }
+    const int blocks = (len + 15) / 16;
+    #pragma omp parallel num_threads(parts)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int lo = blocks * t / nt * 16, hi = t == nt - 1 ? len : blocks * (t + 1) / nt * 16;
+        const int cnt = hi - lo;
+        if (cnt > 0) {
+            if (plain)
+                gemv(ta, &cnt, n, alpha, a + lo, lda, x, incx, beta, y + (long) lo * *incy, incy);
+            else
+                gemv(ta, m, &cnt, alpha, a + (long) lo * *lda, lda, x, incx, beta, y + (long) lo * *incy, incy);
+        }
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -70,5 +103,15 @@ void recsys_dgemm_(const char* ta, const char* tb, const int* m, const int* n, c
                    const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
                    const int* ldc) {
     split_gemm<double>(scipy_dgemm_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void recsys_sgemv_(const char* ta, const int* m, const int* n, const float* alpha, const float* a, const int* lda,
+                   const float* x, const int* incx, const float* beta, float* y, const int* incy) {
+    split_gemv<float>(scipy_sgemv_, ta, m, n, alpha, a, lda, x, incx, beta, y, incy);
+}
+
+void recsys_dgemv_(const char* ta, const int* m, const int* n, const double* alpha, const double* a, const int* lda,
+                   const double* x, const int* incx, const double* beta, double* y, const int* incy) {
+    split_gemv<double>(scipy_dgemv_, ta, m, n, alpha, a, lda, x, incx, beta, y, incy);
 }
 }
