@@ -57,7 +57,7 @@ def parallel_gemm_library(blas_dir, blas_lib):
     import hashlib
     import subprocess
     import tempfile
-    if os.environ.get('RECSYS_PARALLEL_GEMM', '1') in ('0', 'false', 'False'):
+    if os.environ.get('RECSYS_PARALLEL_GEMM', '1') in ('0', 'false', 'False') or not os.path.isfile(_PARALLEL_GEMM_SOURCE):
         return None
     cxx = os.environ.get('CXX', 'g++')
     with open(_PARALLEL_GEMM_SOURCE, 'rb') as f:
@@ -67,20 +67,23 @@ def parallel_gemm_library(blas_dir, blas_lib):
     path = os.path.join(cache, 'librecsys_parallel_gemm.so')
     if os.path.isfile(path):
         return path
+    tmp = None
     try:
         os.makedirs(cache, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)  # built aside, then renamed: concurrent builds are safe
         os.close(fd)
         cmd = [cxx, '-O2', '-fPIC', '-shared', '-fopenmp', _PARALLEL_GEMM_SOURCE, '-o', tmp,
                '-L' + blas_dir, '-l' + blas_lib, '-Wl,-rpath,' + blas_dir]
-        done = subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
-        if done:
-            os.replace(tmp, path)
-        else:
-            os.unlink(tmp)
-        return path if done else None
+        if subprocess.run(cmd, capture_output=True, timeout=120).returncode != 0:
+            return None
+        os.replace(tmp, path)
+        tmp = None
+        return path
     except (OSError, subprocess.SubprocessError):
         return None
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def parallel_ops():
