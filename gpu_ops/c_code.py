@@ -87,6 +87,21 @@ def openmp_args():
     return ['-fopenmp'] if recsys_core.parallel_ops() and _compiler_has_openmp() else []
 
 
+class ParallelLoops:
+    """Mixin for the COps whose C loops may run on OpenMP threads (``rs_threads`` in PARALLEL_C):
+    puts the thread helper before the Op's own support code (``loop_support_code``) and compiles
+    with :func:`openmp_args`. Cache versions should include PARALLEL_C."""
+
+    def loop_support_code(self):
+        return ''
+
+    def c_support_code(self, **kwargs):
+        return PARALLEL_C + self.loop_support_code()
+
+    def c_compile_args(self, **kwargs):
+        return openmp_args()
+
+
 _OPENMP = []
 
 

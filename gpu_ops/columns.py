@@ -23,7 +23,7 @@ from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.link.c.op import COp
 
-from .c_code import PARALLEL_C, openmp_args, require_dims, source_version
+from .c_code import PARALLEL_C, ParallelLoops, require_dims, source_version
 
 C_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'c', 'columns.h')
 
@@ -76,15 +76,12 @@ def _output_c(z, dims, typenum, fail):
     '''.format(z=z, nd=len(dims), same=same, dims=', '.join(dims), t=typenum, fail=fail)
 
 
-class _ColumnsCOp(COp):
+class _ColumnsCOp(ParallelLoops, COp):
     __props__ = ()
 
-    def c_support_code(self, **kwargs):
+    def loop_support_code(self):
         with open(C_SOURCE) as f:
-            return '#include <vector>\n' + PARALLEL_C + f.read()
-
-    def c_compile_args(self, **kwargs):
-        return openmp_args()
+            return '#include <vector>\n' + f.read()
 
     def c_code_cache_version(self):
         return source_version(type(self).c_code, _index_c, _output_c, require_dims, C_SOURCE, PARALLEL_C)

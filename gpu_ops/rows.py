@@ -27,7 +27,7 @@ from pytensor.tensor.math import Sum
 import pytensor.tensor as pt
 from pytensor.tensor.subtensor import AdvancedIncSubtensor1, AdvancedSubtensor1
 
-from .c_code import PARALLEL_C, alias_or_copy, element_stride, openmp_args, require_dims, source_version
+from .c_code import PARALLEL_C, ParallelLoops, alias_or_copy, element_stride, require_dims, source_version
 from .reductions import RowSum
 
 
@@ -119,7 +119,7 @@ class RowScatter(COp):
         return source_version(RowScatter.c_code, alias_or_copy, element_stride, require_dims)
 
 
-class RowGather(COp):
+class RowGather(ParallelLoops, COp):
     """out = x[idx] for a matrix x and a vector of row indices (negative ones count from the end).
 
     C code under the C backend (a row copy per index, reusing the previous output buffer);
@@ -153,12 +153,6 @@ class RowGather(COp):
 
     def c_headers(self, **kwargs):
         return ['<cstring>']
-
-    def c_support_code(self, **kwargs):
-        return PARALLEL_C
-
-    def c_compile_args(self, **kwargs):
-        return openmp_args()
 
     def c_code_cache_version(self):
         return source_version(_gather_c, require_dims, PARALLEL_C)

@@ -20,7 +20,7 @@ from pytensor.link.c.op import COp
 
 from recsys_core.activations import parse_activation
 
-from .c_code import PARALLEL_C, openmp_args, source_version
+from .c_code import PARALLEL_C, ParallelLoops, source_version
 
 EPS = 1e-24
 
@@ -151,7 +151,7 @@ LOSS_CODES = {k: i for i, k in enumerate(('cross-entropy', 'xe_logit', 'bpr', 't
 C_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'c', 'sampled_loss.h')
 
 
-class SampledLoss(COp):
+class SampledLoss(ParallelLoops, COp):
     """(summed loss, d loss / d scores) of final activation + loss on a sampled score matrix."""
     __props__ = ('loss', 'final_act', 'smoothing', 'bpreg')
 
@@ -175,12 +175,9 @@ class SampledLoss(COp):
     def infer_shape(self, fgraph, node, shapes):
         return [(), shapes[0]]
 
-    def c_support_code(self, **kwargs):
+    def loop_support_code(self):
         with open(C_SOURCE) as f:
-            return PARALLEL_C + f.read()
-
-    def c_compile_args(self, **kwargs):
-        return openmp_args()
+            return f.read()
 
     def c_code(self, node, name, inputs, outputs, sub):
         (z,) = inputs

@@ -16,7 +16,7 @@ from pytensor.compile import optdb
 from pytensor.link.c.op import COp
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
 
-from .c_code import PARALLEL_C, alias_or_copy, openmp_args, source_version
+from .c_code import PARALLEL_C, ParallelLoops, alias_or_copy, source_version
 
 
 @numba.njit(cache=True, nogil=True)
@@ -45,7 +45,7 @@ def _as_matrix(x):
     return x.reshape(x.shape[0], -1)
 
 
-class SparseAdagrad(COp):
+class SparseAdagrad(ParallelLoops, COp):
     """W, acc (and vel with momentum) updated at ``rows`` (unique) with gradient rows ``g``.
 
     Built out of place (PyTensor only accepts destructive Ops from its rewrites); the rewrite
@@ -177,12 +177,6 @@ class SparseAdagrad(COp):
 
     def c_headers(self, **kwargs):
         return ['<cmath>']
-
-    def c_support_code(self, **kwargs):
-        return PARALLEL_C
-
-    def c_compile_args(self, **kwargs):
-        return openmp_args()
 
     def c_code_cache_version(self):
         return source_version(SparseAdagrad.c_code, alias_or_copy, PARALLEL_C)
