@@ -2,7 +2,7 @@
 
 The custom Ops keep a numba ``perform`` for the other linkers (Python, Numba); under the default
 C backend (CVM) they run as C code instead, which removes the Python call per Op and lets gcc
-vectorise the inner loops (-O3 -ffast-math, native architecture).
+vectorise the inner loops (recsys_core.backend.CXXFLAGS, native architecture).
 """
 
 

@@ -1,6 +1,17 @@
 """The GRU4Rec model: the original's parameters, training semantics, prediction and model files.
 
+The GRU step (``gru_cell``): 'pytorch' (default) is the official PyTorch port's (github
+hidasib/GRU4Rec_PyTorch_Official), torch.nn.GRUCell with the port's compatibility initialisation;
+'theano' is the Theano original's step. They are different functions: the original applies the
+reset gate to the state before the hidden product, GRUCell to the product (plus a hidden-side bias).
+With one layer both train to the same accuracy; with two or more, the port's cell trained to lower
+loss and up to 11% higher MRR@20 (issue 16, benchmarks/RESULTS.md), and the port is the reference
+users compare against, so it is the default. benchmarks/compare_official_steps.py shows the
+'pytorch' cell following the port step by step (losses equal to 1e-6 over 30 steps). Model files
+written before this parameter existed load with 'theano', the step they were trained with.
+
 Differences from the Theano original (github hidasib/GRU4Rec, a4ed5fb), all deliberate:
+- The default GRU step is the PyTorch port's (above); gru_cell='theano' gives the original's.
 - Row-sparse optimizer updates sum the gradients of rows used more than once in a step before the
   adaptive scaling (the official PyTorch port does the same; Theano scaled each occurrence).
 - adam uses beta2 for the second-moment bias correction and the gradient (not its square) for the
@@ -87,6 +98,10 @@ class _AdaptParam(Param):
         return None if value in (None, 'None', 'none', 'sgd') else value
 
 
+GRU_CELLS = ('pytorch', 'theano')
+"""The two GRU steps of the reference implementations (see :meth:`GRU4Rec._gru_layer`)."""
+
+
 class GRU4Rec(ParamSet):
     """Session-based recommender with GRU layers, trained with session-parallel mini-batches."""
 
@@ -116,6 +131,7 @@ class GRU4Rec(ParamSet):
         Param('init_as_normal', False),
         Param('train_random_order', False),
         Param('time_sort', True),
+        Param('gru_cell', 'pytorch', _one_of(GRU_CELLS)),
     ] + KEY_PARAMS
 
     def __init__(self, **kwargs):
@@ -149,7 +165,14 @@ class GRU4Rec(ParamSet):
 
     # ----------------------------------------------------------------- weights
     def _init_weights(self):
-        """Initial weights drawn in the original's order from numpy's seed 42 (identical values)."""
+        """Initial weights drawn from numpy's seed 42 in the reference implementation's order.
+
+        gru_cell='theano': the Theano original's order and layout (identical values). gru_cell='pytorch':
+        the official PyTorch port's compatibility initialisation (identical values wherever the port
+        runs): per GRUCell layer three input and three hidden matrices drawn as (out, in) and
+        transposed, the input blocks reordered from the port's (r, z, n) to this layout's (n | r | z);
+        the one-hot input layer (the port's GRUEmbedding) draws Wx0, Wrz0, Wh0 in that order.
+        """
         rng = np.random.RandomState(42)
 
         def matrix(shape):
@@ -168,13 +191,29 @@ class GRU4Rec(ParamSet):
             n_in = self.n_items
         for i, h in enumerate(self.layers):
             fan_in = self.layers[i - 1] if i > 0 else n_in
-            w['Wx{}'.format(i)] = np.hstack([matrix((fan_in, h)) for _ in range(3)])
-            w['Wh{}'.format(i)] = matrix((h, h))
-            w['Wrz{}'.format(i)] = np.hstack([matrix((h, h)) for _ in range(2)])
+            names = ['Wx{}'.format(i), 'Wh{}'.format(i), 'Wrz{}'.format(i)]
+            if self._torch_layer(i):
+                r, z, n = (matrix((h, fan_in)).T for _ in range(3))
+                hr, hz, hn = (matrix((h, h)).T for _ in range(3))
+                w[names[0]], w[names[1]], w[names[2]] = np.hstack([n, r, z]), hn, np.hstack([hr, hz])
+                w['Bhh{}'.format(i)] = np.zeros(3 * h, dtype='float32')
+            elif self.gru_cell == 'pytorch':  # the port's GRUEmbedding: the original's step, its own draw order
+                w[names[0]] = np.hstack([matrix((fan_in, h)) for _ in range(3)])
+                w[names[2]] = np.hstack([matrix((h, h)) for _ in range(2)])
+                w[names[1]] = matrix((h, h))
+            else:
+                w[names[0]] = np.hstack([matrix((fan_in, h)) for _ in range(3)])
+                w[names[1]] = matrix((h, h))
+                w[names[2]] = np.hstack([matrix((h, h)) for _ in range(2)])
             w['Bh{}'.format(i)] = np.zeros(3 * h, dtype='float32')
         w['Wy'] = matrix((self.n_items, self.layers[-1]))
         w['By'] = np.zeros(self.n_items, dtype='float32')
-        return w
+        return OrderedDict((k, np.ascontiguousarray(w[k])) for k in self._init_weight_names())
+
+    def _torch_layer(self, i):
+        """True for the layers that step as torch.nn.GRUCell (gru_cell='pytorch'; the port computes a
+        one-hot input layer in the original's form)."""
+        return self.gru_cell == 'pytorch' and not (i == 0 and self._input_mode() == 'onehot')
 
     def _shared_weights(self):
         self.shared = OrderedDict((k, pytensor.shared(v, name=k)) for k, v in self.weights.items())
@@ -195,23 +234,45 @@ class GRU4Rec(ParamSet):
         In the one-hot mode the first layer's input product is the gathered rows of Wx0
         (``first_layer_rows``) instead of ``x @ Wx0``. Rows with R == 1 are zeroed after the step.
         """
-        act = build_activation(self.hidden_act)
         S = self.shared
         H_new = []
         y = x
-        for i, h in enumerate(self.layers):
+        for i in range(len(self.layers)):
             if i == 0 and first_layer_rows is not None:
                 vec = first_layer_rows + S['Bh0']
             else:
                 vec = pt.dot(y, S['Wx{}'.format(i)]) + S['Bh{}'.format(i)]
-            # contiguous(): see gpu_ops.layout (strided inputs, and the activation kept out of fused loops)
-            rz = pt.sigmoid(contiguous(vec[:, h:]) + pt.dot(H[i], S['Wrz{}'.format(i)]))
-            cand = contiguous(act(pt.dot(H[i] * contiguous(rz[:, :h]), S['Wh{}'.format(i)]) + contiguous(vec[:, :h])))
-            z = contiguous(rz[:, h:])
-            y = (1.0 - z) * H[i] + z * cand
+            y = self._gru_layer(i, vec, H[i])
             y = dropout(y, drop_hidden, srng)
             H_new.append(y if R is None else y * (1.0 - R[:, None]))
         return y, H_new
+
+    def _gru_layer(self, i, vec, H):
+        """One GRU step of layer ``i`` from its input pre-activations ``vec`` = x Wx + Bh (n | r | z).
+
+        'theano' (the original): r, z = sigmoid(vec[:, h:] + H Wrz); c = act((r * H) Wh + vec[:, :h]);
+        H' = (1 - z) H + z c.
+        'pytorch' (torch.nn.GRUCell, used by the official port for every layer but a one-hot input
+        layer): r, z = sigmoid(vec[:, h:] + H Wrz + Bhh[h:]); n = act(vec[:, :h] + r (H Wh + Bhh[:h]));
+        H' = (1 - z) n + z H. The reset gate acts after the hidden product, and the hidden side has
+        its own bias. The two are different functions; with two or more layers they train to
+        different accuracy (benchmarks/RESULTS.md, issue 16).
+        """
+        S = self.shared
+        h = self.layers[i]
+        act = build_activation(self.hidden_act)
+        Wh, Wrz = S['Wh{}'.format(i)], S['Wrz{}'.format(i)]
+        # contiguous(): see gpu_ops.layout (strided inputs, and the activation kept out of fused loops)
+        if not self._torch_layer(i):
+            rz = pt.sigmoid(contiguous(vec[:, h:]) + pt.dot(H, Wrz))
+            cand = contiguous(act(pt.dot(H * contiguous(rz[:, :h]), Wh) + contiguous(vec[:, :h])))
+            z = contiguous(rz[:, h:])
+            return (1.0 - z) * H + z * cand
+        Bhh = S['Bhh{}'.format(i)]
+        rz = pt.sigmoid(contiguous(vec[:, h:]) + pt.dot(H, Wrz) + Bhh[h:])
+        cand = contiguous(act(contiguous(vec[:, :h]) + contiguous(rz[:, :h]) * (pt.dot(H, Wh) + Bhh[:h])))
+        z = contiguous(rz[:, h:])
+        return (1.0 - z) * cand + z * H
 
     def _hidden_inputs(self):
         return [pt.matrix('H{}'.format(i), dtype='float32') for i in range(len(self.layers))]
@@ -262,7 +323,7 @@ class GRU4Rec(ParamSet):
         scores = gpu_ops.score_columns(pt.dot(score_rows, h.T), score_cols, offset)
         loss = sampled_loss(scores, self.loss, self.final_act, self.smoothing, self.bpreg)
         cost = pt.cast(loss / self.batch_size, 'float32')
-        dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]
+        dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]  # Bh*: Bhh too
         opt = Optimizer(self.learning_rate, self.adapt, self.adapt_params, self.momentum, self.lmbd, self.grad_cap)
         updates = opt.updates(cost, dense, sparse)
         updates.update(srng.updates())
@@ -489,6 +550,7 @@ class GRU4Rec(ParamSet):
     @classmethod
     def from_state(cls, state):
         model = cls()
+        model.gru_cell = 'theano'  # model files written before gru_cell existed used the original's step
         for k, v in state['params'].items():
             setattr(model, k, v)
         model.itemidmap = pd.Series(np.arange(len(state['item_ids']), dtype=np.int32),
@@ -504,6 +566,8 @@ class GRU4Rec(ParamSet):
         names = ['E'] if (not self.constrained_embedding and self.embedding) else []
         for i in range(len(self.layers)):
             names += ['Wx{}'.format(i), 'Wh{}'.format(i), 'Wrz{}'.format(i), 'Bh{}'.format(i)]
+            if self._torch_layer(i):
+                names.append('Bhh{}'.format(i))
         return names + ['Wy', 'By']
 
     def savemodel(self, path):

@@ -11,16 +11,26 @@ from gru4rec import GRU4Rec
 from recsys_core.evaluation import evaluate_sessions
 from recsys_core.synthetic import generate_sessions, split_by_time
 
-GOLDEN = [
-    (dict(loss='cross-entropy', final_act='softmax', constrained_embedding=True, logq=1.0, dropout_p_embed=0.1),
-     [0.562634, 0.75, 0.363526, 0.384072], [5.398201, 5.041875]),
-    (dict(loss='bpr-max', final_act='elu-0.5', constrained_embedding=True, bpreg=1.0, momentum=0.3, dropout_p_hidden=0.1),
-     [0.423448, 0.547109, 0.203176, 0.217385], [0.65459, 0.626446]),
-    (dict(loss='bpr-max', final_act='elu-1', embedding=24, bpreg=0.5),
-     [0.447002, 0.563704, 0.217024, 0.228871], [0.643443, 0.607763]),
-    (dict(loss='cross-entropy', final_act='softmax', embedding=0),
-     [0.493041, 0.645075, 0.251365, 0.267648], [4.083233, 3.801655]),
-]
+SETTINGS = {
+    'xe-shared-logq': dict(loss='cross-entropy', final_act='softmax', constrained_embedding=True, logq=1.0, dropout_p_embed=0.1),
+    'bprmax-shared': dict(loss='bpr-max', final_act='elu-0.5', constrained_embedding=True, bpreg=1.0, momentum=0.3,
+                          dropout_p_hidden=0.1),
+    'bprmax-separate': dict(loss='bpr-max', final_act='elu-1', embedding=24, bpreg=0.5),
+    'xe-onehot': dict(loss='cross-entropy', final_act='softmax', embedding=0),
+}
+# (setting, gru_cell): Recall@5, Recall@20, MRR@5, MRR@20; the two epoch losses.
+# 'theano' numbers are those recorded before gru_cell existed (the original's step, unchanged by the
+# issue-16 compiler-flag fix); 'pytorch' (the default since issue 16) are the port's cell and init.
+GOLDEN = {
+    ('xe-shared-logq', 'theano'): ([0.562634, 0.75, 0.363526, 0.384072], [5.398201, 5.041875]),
+    ('bprmax-shared', 'theano'): ([0.423448, 0.547109, 0.203176, 0.217385], [0.65459, 0.626446]),
+    ('bprmax-separate', 'theano'): ([0.447002, 0.563704, 0.217024, 0.228871], [0.643443, 0.607763]),
+    ('xe-onehot', 'theano'): ([0.493041, 0.645075, 0.251365, 0.267648], [4.083233, 3.801655]),
+    ('xe-shared-logq', 'pytorch'): ([0.571199, 0.747323, 0.370102, 0.389689], [5.383215, 5.028568]),
+    ('bprmax-shared', 'pytorch'): ([0.424518, 0.547645, 0.204354, 0.217243], [0.655197, 0.626237]),
+    ('bprmax-separate', 'pytorch'): ([0.447002, 0.544433, 0.218059, 0.227981], [0.643398, 0.607087]),
+    ('xe-onehot', 'pytorch'): ([0.48394, 0.650964, 0.248233, 0.266741], [4.082116, 3.801358]),
+}
 
 
 @pytest.fixture(scope='module')
@@ -28,11 +38,12 @@ def golden_data():
     return split_by_time(generate_sessions(n_items=500, n_sessions=3000, seed=11), 0.15)
 
 
-@pytest.mark.parametrize('params,metrics,losses', GOLDEN, ids=['xe-shared-logq', 'bprmax-shared', 'bprmax-separate',
-                                                               'xe-onehot'])
-def test_golden_metrics(golden_data, params, metrics, losses):
+@pytest.mark.parametrize('setting,cell', list(GOLDEN), ids=['{}-{}'.format(*k) for k in GOLDEN])
+def test_golden_metrics(golden_data, setting, cell):
     train, test = golden_data
-    m = GRU4Rec(layers=[48], batch_size=24, n_sample=64, n_epochs=2, learning_rate=0.05, **params).fit(train, verbose=False)
+    metrics, losses = GOLDEN[setting, cell]
+    m = GRU4Rec(layers=[48], batch_size=24, n_sample=64, n_epochs=2, learning_rate=0.05, gru_cell=cell,
+                **SETTINGS[setting]).fit(train, verbose=False)
     recall, mrr = evaluate_sessions(m, test, cut_off=[5, 20], verbose=False)
     np.testing.assert_allclose(recall + mrr, metrics, atol=2e-3)
     np.testing.assert_allclose([s['loss'] for s in m.epoch_stats], losses, rtol=1e-3)

@@ -35,20 +35,53 @@ def xe_model(tiny_data):
                  n_epochs=3, dropout_p_embed=0.1)
 
 
-def test_initial_weights_follow_original_order():
-    m = GRU4Rec(layers=[4, 3], embedding=5)
-    m.itemidmap = pd.Series(np.arange(7), index=[str(i) for i in range(7)])
-    w = m._init_weights()
+def _uniform_draws():
     rng = np.random.RandomState(42)
 
     def mat(a, b):
         s = np.sqrt(6.0 / (a + b))
         return (rng.rand(a, b) * s * 2 - s).astype('float32')
+    return mat
+
+
+def test_initial_weights_follow_original_order():
+    m = GRU4Rec(layers=[4, 3], embedding=5, gru_cell='theano')
+    m.itemidmap = pd.Series(np.arange(7), index=[str(i) for i in range(7)])
+    w = m._init_weights()
+    mat = _uniform_draws()
     np.testing.assert_array_equal(w['E'], mat(7, 5))
     np.testing.assert_array_equal(w['Wx0'], np.hstack([mat(5, 4) for _ in range(3)]))
     np.testing.assert_array_equal(w['Wh0'], mat(4, 4))
     assert list(w) == ['E', 'Wx0', 'Wh0', 'Wrz0', 'Bh0', 'Wx1', 'Wh1', 'Wrz1', 'Bh1', 'Wy', 'By']
     assert w['Wx1'].shape == (4, 9) and w['Wy'].shape == (7, 3) and not w['By'].any()
+
+
+def test_initial_weights_follow_the_pytorch_ports_compatibility_order():
+    """gru_cell='pytorch' draws like the port's _reset_weights_to_compatibility_mode: per GRUCell layer
+    the (r, z, n) input matrices, then the (r, z, n) hidden ones, each (out x in); stored here as
+    Wx = [n | r | z] (in x 3h), Wrz = [r | z], Wh = n, plus a zero hidden-side bias Bhh."""
+    m = GRU4Rec(layers=[4, 4], embedding=4)
+    m.itemidmap = pd.Series(np.arange(7), index=[str(i) for i in range(7)])
+    w = m._init_weights()
+    mat = _uniform_draws()
+    np.testing.assert_array_equal(w['E'], mat(7, 4))
+    for i in range(2):
+        r, z, n = (mat(4, 4) for _ in range(3))
+        hr, hz, hn = (mat(4, 4) for _ in range(3))
+        np.testing.assert_array_equal(w['Wx{}'.format(i)], np.hstack([n.T, r.T, z.T]))
+        np.testing.assert_array_equal(w['Wrz{}'.format(i)], np.hstack([hr.T, hz.T]))
+        np.testing.assert_array_equal(w['Wh{}'.format(i)], hn.T)
+        assert not w['Bhh{}'.format(i)].any() and w['Bhh{}'.format(i)].shape == (12,)
+    np.testing.assert_array_equal(w['Wy'], mat(7, 4))
+    assert all(v.flags.c_contiguous for v in w.values())
+    onehot = GRU4Rec(layers=[3])  # the port's GRUEmbedding: Wx0, then Wrz0, then Wh0; no Bhh
+    onehot.itemidmap = m.itemidmap
+    w = onehot._init_weights()
+    mat = _uniform_draws()
+    np.testing.assert_array_equal(w['Wx0'], np.hstack([mat(7, 3) for _ in range(3)]))
+    np.testing.assert_array_equal(w['Wrz0'], np.hstack([mat(3, 3) for _ in range(2)]))
+    np.testing.assert_array_equal(w['Wh0'], mat(3, 3))
+    assert list(w) == ['Wx0', 'Wh0', 'Wrz0', 'Bh0', 'Wy', 'By']
 
 
 @pytest.mark.parametrize('params', [
@@ -222,7 +255,7 @@ def test_failed_save_leaves_existing_file_intact(tmp_path, xe_model, monkeypatch
 
 
 def test_nan_loss_marks_model_failed(tiny_data):
-    m = train(tiny_data, loss='cross-entropy', final_act='softmax', sigma=1e30, constrained_embedding=True)
+    m = train(tiny_data, loss='cross-entropy', final_act='softmax', sigma=1e38, constrained_embedding=True)  # products overflow to inf: NaN loss
     assert m.error_during_train
     with pytest.raises(UserError, match='NaN'):
         evaluate_sessions(m, tiny_data[1], verbose=False)
@@ -253,7 +286,7 @@ def test_collector_paused_restores_the_previous_state_even_on_errors():
         gc.enable()
 
 
-@pytest.mark.parametrize('sigma', [0.0, 1e30])  # a normal run and one that returns early on a NaN loss
+@pytest.mark.parametrize('sigma', [0.0, 1e38])  # a normal run and one that returns early on a NaN loss
 def test_training_steps_run_with_the_collector_off_and_restore_it(tiny_data, monkeypatch, sigma):
     import gc
     import gru4rec.model as model_module
@@ -268,3 +301,49 @@ def test_training_steps_run_with_the_collector_off_and_restore_it(tiny_data, mon
     assert m.error_during_train == (sigma > 0)
     assert seen and not any(seen)
     assert gc.isenabled()
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize('cell', ['pytorch', 'theano'])
+def test_gru_step_is_the_reference_implementations_cell(cell):
+    """One GRU step of both layers against numpy: 'pytorch' is torch.nn.GRUCell in its own weight layout
+    (weight_ih / weight_hh rows r, z, n; bias_ih, bias_hh), 'theano' the original's formula."""
+    m = GRU4Rec(layers=[5, 4], constrained_embedding=True, gru_cell=cell)
+    m.itemidmap = pd.Series(np.arange(9, dtype=np.int32), index=[str(i) for i in range(9)])
+    rng = np.random.RandomState(0)
+    m.weights = {k: (rng.randn(*v.shape) * 0.7).astype('float32') for k, v in m._init_weights().items()}
+    m._shared_weights()
+    X = np.array([3, 0, 8], dtype=np.int32)
+    H = [rng.randn(3, h).astype('float32') for h in m.layers]
+    new = [np.asarray(h) for h in m._build_advance()(X, *H)]
+    y = m.weights['Wy'][X]
+    for i, h in enumerate(m.layers):
+        Wx, Wh, Wrz, Bh = (m.weights[n + str(i)] for n in ('Wx', 'Wh', 'Wrz', 'Bh'))
+        if cell == 'pytorch':  # torch's layout: rows (r, z, n)
+            weight_ih = np.vstack([Wx[:, h:2 * h].T, Wx[:, 2 * h:].T, Wx[:, :h].T])
+            weight_hh = np.vstack([Wrz[:, :h].T, Wrz[:, h:].T, Wh.T])
+            Bhh = m.weights['Bhh' + str(i)]
+            bias_ih, bias_hh = np.concatenate([Bh[h:], Bh[:h]]), np.concatenate([Bhh[h:], Bhh[:h]])
+            gi, gh = y @ weight_ih.T + bias_ih, H[i] @ weight_hh.T + bias_hh
+            r, z = _sigmoid(gi[:, :h] + gh[:, :h]), _sigmoid(gi[:, h:2 * h] + gh[:, h:2 * h])
+            n = np.tanh(gi[:, 2 * h:] + r * gh[:, 2 * h:])
+            y = (1 - z) * n + z * H[i]
+        else:
+            vec = y @ Wx + Bh
+            rz = _sigmoid(vec[:, h:] + H[i] @ Wrz)
+            c = np.tanh((H[i] * rz[:, :h]) @ Wh + vec[:, :h])
+            y = (1 - rz[:, h:]) * H[i] + rz[:, h:] * c
+        np.testing.assert_allclose(new[i], y, rtol=1e-4, atol=1e-5)
+
+
+def test_model_files_from_before_gru_cell_load_with_the_original_step(xe_model, tmp_path):
+    """A model file saved before the gru_cell parameter existed holds the original step's weights."""
+    state = xe_model.get_state()
+    state['params'].pop('gru_cell')
+    state['weights'] = {k: v for k, v in state['weights'].items() if not k.startswith('Bhh')}
+    loaded = GRU4Rec.from_state(state)
+    assert xe_model.gru_cell == 'pytorch' and loaded.gru_cell == 'theano'
+    assert set(loaded.weights) == set(loaded._init_weight_names())
