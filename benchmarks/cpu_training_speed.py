@@ -2,6 +2,7 @@
 official PyTorch port, all measured in one run.
 
     python benchmarks/cpu_training_speed.py [--official DIR --official-python PY] [--backends c numba]
+        [--against REV] [--contended]
 
 Setting (issue #2): batch 64, layers 128, n_sample 2048, cross-entropy with logq, shared embedding,
 about 16k items (synthetic sessions). Prints: the float32 GEMM rate numpy's BLAS reaches here (the
@@ -10,6 +11,12 @@ C backend calls that BLAS for matrix products), training mb/s and e/s for each P
 original's FLOPs, every sampled column scored; this project scores each distinct item once, so it
 does fewer) as a fraction of the GEMM rate, full-epoch throughput, evaluation events/s, and the official port's
 mb/s on the same data file and parameters.
+
+The full-epoch rounds run every implementation in a fresh process, one after the other in each
+round: this tree, with ``--against REV`` the project as of git revision REV (checked out into a
+temporary worktree: before/after a change, alternated in one run), and with ``--official`` the
+port. ``--contended`` measures each of them a second time per round beside one busy process
+(``python -c 'while True: pass'``, see benchmarks/contention.py), and reports contended/alone.
 """
 import argparse
 import os
@@ -24,6 +31,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 PARAMS = dict(loss='cross-entropy', final_act='softmax', constrained_embedding=True, logq=1.0, layers=[128],
               batch_size=64, n_sample=2048, sample_alpha=0.5, learning_rate=0.05, n_epochs=1)
@@ -87,6 +95,36 @@ print('RESULT', compile_s, {steps} / dt)
     return compile_s, mbs
 
 
+EPOCH_CODE = '''
+import sys, pandas as pd
+sys.path.insert(0, {root!r})
+from recsys_core import backend; backend.configure('cpu')
+from gru4rec import GRU4Rec
+data = pd.read_csv({path!r}, sep='\\t', dtype={{'ItemId': str}})
+st = GRU4Rec(**{params!r}).fit(data, verbose=False).epoch_stats[0]
+print('RESULT', st['minibatches'] / st['seconds'], st['events'] / st['seconds'])
+'''
+
+
+def tree_speed(root, train_path):
+    """Full-epoch mb/s and e/s of the project checked out at ``root``, in a fresh process."""
+    out = subprocess.run([sys.executable, '-c', EPOCH_CODE.format(root=root, path=train_path, params=PARAMS)],
+                         capture_output=True, text=True, cwd=root)
+    line = [l for l in out.stdout.splitlines() if l.startswith('RESULT')]
+    if not line:
+        raise RuntimeError(out.stderr[-3000:])
+    return tuple(map(float, line[0].split()[1:]))
+
+
+def worktree(rev):
+    """A temporary git worktree of this repository at ``rev`` (removed at exit)."""
+    import atexit
+    path = tempfile.mkdtemp(prefix='gru4rec_rev_')
+    subprocess.run(['git', 'worktree', 'add', '--detach', path, rev], cwd=ROOT, check=True, capture_output=True)
+    atexit.register(lambda: subprocess.run(['git', 'worktree', 'remove', '--force', path], cwd=ROOT, capture_output=True))
+    return path
+
+
 def official_speed(official, python, train_path, test_path):
     cmd = [python, 'run.py', train_path, '-t', test_path, '-m', '20', '-ps', OFFICIAL_PARAMS, '-d', 'cpu']
     out = subprocess.run(cmd, cwd=official, capture_output=True, text=True)
@@ -106,6 +144,8 @@ def main():
     ap.add_argument('--rounds', type=int, default=3, help='alternating full-epoch runs of both implementations')
     ap.add_argument('--items', type=int, default=30000, help='catalogue size asked of the generator (about 16k occur in training)')
     ap.add_argument('--sessions', type=int, default=60000)
+    ap.add_argument('--against', metavar='REV', help='also time the project at this git revision in every round')
+    ap.add_argument('--contended', action='store_true', help='also time every implementation beside a busy process')
     args = ap.parse_args()
     if args.official and not os.path.isfile(os.path.join(args.official, 'run.py')):
         ap.error('--official {}: no run.py there (a checkout of GRU4Rec_PyTorch_Official is expected)'.format(args.official))
@@ -134,33 +174,49 @@ def main():
         compile_s, mbs = time_steps(b, train_path, args.steps if b == 'c' else max(args.steps // 10, 20))
         print('backend {:6s}: {:8.1f} mb/s {:9.0f} e/s  (compile {:.1f}s)  nominal step GFLOP/s {:.1f} = {:.1%} of GEMM'.format(
             b, mbs, mbs * PARAMS['batch_size'], compile_s, mbs * flops / 1e9, mbs * flops / 1e9 / gemm))
-    rounds = []
-    for r in range(args.rounds):  # alternate the two implementations: this machine's speed drifts by +-20% or more
-        m = GRU4Rec(**PARAMS)
-        m.fit(train_df, verbose=False)
-        st = m.epoch_stats[0]
-        ours = st['minibatches'] / st['seconds']
-        print('round {} full epoch (c): {:.1f} mb/s {:.0f} e/s ({:.1f}s)'.format(
-            r + 1, ours, st['events'] / st['seconds'], st['seconds']))
-        if args.official:
-            mbs, eps, ev = official_speed(args.official, args.official_python, train_path, test_path)
-            print('round {} official PyTorch port (full epoch): {:.1f} mb/s {:.0f} e/s; ratio {:.2f}x'.format(
-                r + 1, mbs, eps, ours / mbs))
-            rounds.append((ours, mbs, ev))
+    from contention import busy_process
+    impls = [('this tree', lambda: tree_speed(ROOT, train_path))]
+    if args.against:
+        rev_root = worktree(args.against)
+        impls.append((args.against, lambda: tree_speed(rev_root, train_path)))
+    port_eval_seconds = []
+
+    def port():
+        mbs, eps, ev = official_speed(args.official, args.official_python, train_path, test_path)
+        port_eval_seconds.append(ev)
+        return mbs, eps
+    if args.official:
+        impls.append(('official port', port))
+    conditions = [False, True] if args.contended else [False]
+    speeds = {(name, c): [] for name, _ in impls for c in conditions}
+    for r in range(args.rounds):  # alternate the implementations: this machine's speed drifts by +-20% or more
+        for contended in conditions:
+            for name, measure in impls:
+                with busy_process(contended):
+                    mbs, eps = measure()
+                speeds[name, contended].append(mbs)
+                print('round {} {}{}: {:.1f} mb/s {:.0f} e/s'.format(
+                    r + 1, name, ' beside a busy process' if contended else '', mbs, eps), flush=True)
+    for contended in conditions:
+        label = 'beside a busy process' if contended else 'alone'
+        for name, _ in impls[1:]:
+            ratios = [a / b for a, b in zip(speeds[impls[0][0], contended], speeds[name, contended])]
+            print('{}: this tree / {} (full epoch mb/s), per round: {}; median {:.2f}x'.format(
+                label, name, ' '.join('{:.2f}x'.format(x) for x in ratios), float(np.median(ratios))))
+    if args.contended:
+        for name, _ in impls:
+            a, b = np.median(speeds[name, False]), np.median(speeds[name, True])
+            print('{}: median {:.1f} mb/s alone, {:.1f} beside a busy process = {:.0%}'.format(name, a, b, b / a))
+    m = GRU4Rec(**PARAMS)
+    m.fit(train_df, verbose=False)
     evaluate_sessions(m, test_df, cut_off=[20], batch_size=512, verbose=False)
     t0 = time.time()
     evaluate_sessions(m, test_df, cut_off=[20], batch_size=512, verbose=False)
     ev_s = time.time() - t0
     n_events = len(test_df) - test_df.SessionId.nunique()
     print('evaluation: {:.0f} events/s ({} ranked events over {} items, batch 512)'.format(n_events / ev_s, n_events, n_items))
-    if rounds:
-        ratios = [o / p for o, p, _ in rounds]
-        print('official port evaluation: {:.0f} events/s (last round)'.format(n_events / rounds[-1][2]))
-        print('ratio this project / official (full epoch mb/s), per round: {}; median {:.2f}x'.format(
-            ' '.join('{:.2f}x'.format(x) for x in ratios), float(np.median(ratios))))
-        best_ours, best_official = max(o for o, _, _ in rounds), max(p for _, p, _ in rounds)
-        print('best round of each (least disturbed by other load): {:.1f} vs {:.1f} mb/s = {:.2f}x'.format(
-            best_ours, best_official, best_ours / best_official))
+    if port_eval_seconds:
+        print('official port evaluation: {:.0f} events/s (last run)'.format(n_events / port_eval_seconds[-1]))
 
 if __name__ == '__main__':
     main()

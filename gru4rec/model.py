@@ -41,6 +41,7 @@ from recsys_core.params import KEY_PARAMS, Param, ParamSet, format_set_line
 from recsys_core.persistence import load_model, save_model
 from recsys_core.randomness import RandomSource, dropout
 from recsys_core.sampling import SampleStore
+from recsys_core.threads import ThreadTuner
 
 from .losses import LOSSES, sampled_loss
 
@@ -419,44 +420,51 @@ class GRU4Rec(ParamSet):
             base_order = np.argsort(first_time, kind='mergesort')
         else:
             base_order = np.arange(n_sessions)
-        shuffle_rng = np.random.RandomState(42)
         self.epoch_stats = []
         min_valid = 2 if self.n_sample == 0 else 1
+        tuner = ThreadTuner()  # fewer threads while another process takes the cores (recsys_core.threads)
         with collector_paused():
-            for epoch in range(self.n_epochs):
-                t0 = time.time()
-                order = shuffle_rng.permutation(n_sessions) if self.train_random_order else base_order
-                H = self._zero_state(min(self.batch_size, n_sessions))
-                costs, lengths = [], []
-                for rec in session_parallel(item_idx, offsets, order, self.batch_size, min_valid):
-                    if isinstance(rec, Shrink):
-                        H = [h[rec.keep] for h in H]
-                        continue
-                    si = np.asarray(store.next_index() if store is not None else 0, dtype=np.int64)
-                    out = train(rec.inp, rec.out, rec.last.astype(np.float32), si, *H)
-                    cost, H = out[0], out[1:]
-                    costs.append(cost)
-                    lengths.append(len(rec.inp))
-                    if np.isnan(cost):
-                        print(str(epoch) + ': NaN error!')
-                        self.error_during_train = True
-                        self._sync_weights()
-                        return self
-                costs, lengths = np.asarray(costs, dtype=np.float64), np.asarray(lengths)
-                avgc = np.sum(costs * lengths) / max(np.sum(lengths), 1)
-                if np.isnan(avgc):
-                    print('Epoch {}: NaN error!'.format(epoch))
-                    self.error_during_train = True
-                    self._sync_weights()
-                    return self
-                dt = time.time() - t0
-                self.epoch_stats.append({'loss': avgc, 'seconds': dt, 'minibatches': len(costs), 'events': int(np.sum(lengths))})
-                if verbose:
-                    print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
-                        epoch + 1, avgc, dt, len(costs) / dt, np.sum(lengths) / dt))
+            try:
+                self._epochs(train, item_idx, offsets, base_order, store, n_sessions, min_valid, tuner, verbose)
+            finally:
+                tuner.finish()
         self._sync_weights()
         self._compiled = {}
         return self
+
+    def _epochs(self, train, item_idx, offsets, base_order, store, n_sessions, min_valid, tuner, verbose):
+        """The epoch loop of :meth:`fit` (returns early, model marked failed, on a NaN loss)."""
+        shuffle_rng = np.random.RandomState(42)
+        for epoch in range(self.n_epochs):
+            t0 = time.time()
+            order = shuffle_rng.permutation(n_sessions) if self.train_random_order else base_order
+            H = self._zero_state(min(self.batch_size, n_sessions))
+            costs, lengths = [], []
+            for rec in session_parallel(item_idx, offsets, order, self.batch_size, min_valid):
+                if isinstance(rec, Shrink):
+                    H = [h[rec.keep] for h in H]
+                    continue
+                si = np.asarray(store.next_index() if store is not None else 0, dtype=np.int64)
+                out = train(rec.inp, rec.out, rec.last.astype(np.float32), si, *H)
+                cost, H = out[0], out[1:]
+                tuner.tick()
+                costs.append(cost)
+                lengths.append(len(rec.inp))
+                if np.isnan(cost):
+                    print(str(epoch) + ': NaN error!')
+                    self.error_during_train = True
+                    return
+            costs, lengths = np.asarray(costs, dtype=np.float64), np.asarray(lengths)
+            avgc = np.sum(costs * lengths) / max(np.sum(lengths), 1)
+            if np.isnan(avgc):
+                print('Epoch {}: NaN error!'.format(epoch))
+                self.error_during_train = True
+                return
+            dt = time.time() - t0
+            self.epoch_stats.append({'loss': avgc, 'seconds': dt, 'minibatches': len(costs), 'events': int(np.sum(lengths))})
+            if verbose:
+                print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
+                    epoch + 1, avgc, dt, len(costs) / dt, np.sum(lengths) / dt))
 
     # ----------------------------------------------------------------- evaluation interface
     def check_trained(self):

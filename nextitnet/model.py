@@ -21,6 +21,7 @@ from recsys_core.optim import DenseAdam
 from recsys_core.params import KEY_PARAMS, Param, ParamSet
 from recsys_core.persistence import load_model, save_model
 from recsys_core.sequences import left_pad, sequences_from_events, windows
+from recsys_core.threads import ThreadTuner
 
 from . import sampled_softmax
 from .backbone import receptive_field, residual_stack, truncated_normal
@@ -240,12 +241,23 @@ class NextItNet(ParamSet):
         self.error_during_train = False
         self.epoch_stats = []
         positions = batch * (self.seq_len - 1)
+        tuner = ThreadTuner()  # fewer threads while another process takes the cores (recsys_core.threads)
+        try:
+            self._epochs(step, rows, batch, n_batches, positions, tuner, verbose)
+        finally:
+            tuner.finish()
+        self._sync_weights()
+        return self
+
+    def _epochs(self, step, rows, batch, n_batches, positions, tuner, verbose):
+        """The epoch loop of :meth:`fit` (stops, model marked failed, on a NaN loss)."""
         for epoch in range(self.n_epochs):
             t0 = time.time()
             total = 0.0
             for b in range(n_batches):
                 xb = rows[b * batch:(b + 1) * batch]
                 total += float(step(xb, *self._loss_feed(xb[:, 1:])))
+                tuner.tick()
             avg = total / max(n_batches, 1)
             dt = time.time() - t0
             if np.isnan(avg):
@@ -256,8 +268,6 @@ class NextItNet(ParamSet):
             if verbose:
                 print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
                     epoch + 1, avg, dt, n_batches / dt, n_batches * positions / dt))
-        self._sync_weights()
-        return self
 
     # ----------------------------------------------------------------- parameter counts
     def parameter_counts(self):
