@@ -14,6 +14,9 @@ then (often at first, every 4 s once settled) it runs a few steps with a neighbo
 and keeps whichever ran faster.
 libgomp's waiting policy is left as it is (its default, or the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT).
 
+Switching does not change what is computed: the GEMM wrapper splits outputs, not sums, and the Ops
+sum in a fixed order; the golden tests give the same numbers with OMP_NUM_THREADS=1 and 2.
+
 ``RECSYS_THREAD_TUNING=0`` turns the tuner off (the pool keeps OMP_NUM_THREADS, or one thread per
 core). The tuner never uses more threads than the pool had when training started.
 """
