@@ -4,7 +4,8 @@
 
 Whole sequences go to one side: numpy's legacy generator seeded with 10 permutes the lines, the
 first N - int(0.2 N) train and the rest test. Both files keep the permuted order (the order the
-released code trains in) and are written atomically as STEM_train.txt and STEM_test.txt.
+released code trains in) and are written atomically as STEM_train.txt and STEM_test.txt in OUTDIR
+(created when missing).
 """
 import argparse
 import os
@@ -24,8 +25,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not os.path.isfile(args.path):
         raise UserError('Sequence file not found: {}'.format(args.path))
-    if not os.path.isdir(args.out_dir):
-        raise UserError('Output folder does not exist: {}'.format(args.out_dir))
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise UserError('Output folder is a file: {}'.format(args.out_dir))
     if not 0 < args.test_fraction < 1:
         raise UserError('--test-fraction must be between 0 and 1')
     with open(args.path, 'rt', errors='replace') as f:
@@ -33,6 +34,10 @@ def main(argv=None):
     if any('\t' in line for line in lines):
         raise UserError('{} contains TABs: it is not a sequence-per-line file'.format(args.path))
     train, test = legacy_split(len(lines), args.test_fraction, args.seed)
+    try:
+        os.makedirs(args.out_dir, exist_ok=True)  # the README's example names a folder that is not there yet
+    except OSError as e:
+        raise UserError('Cannot create the output folder {}: {}'.format(args.out_dir, e.strerror)) from None
     stem = os.path.splitext(os.path.basename(args.path))[0]
     for part, rows in (('train', train), ('test', test)):
         path = os.path.join(args.out_dir, '{}_{}.txt'.format(stem, part))

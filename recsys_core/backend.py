@@ -72,9 +72,31 @@ def configure(device=None, backend=None, verbose=False):
         gpu_ops.set_custom_ops(False)  # the custom Ops have no JAX versions: use the reference compositions
     _state.update(device=device, backend=backend)
     if verbose:
-        print('Using device: {} (backend: {}{})'.format(
-            device, backend, ', BLAS: ' + pytensor.config.blas__ldflags if backend == 'c' and pytensor.config.blas__ldflags else ''))
+        print('Using device: {} (backend: {}{})'.format(device, backend, ', ' + blas_summary() if backend == 'c' else ''))
     return device, backend
+
+
+def blas_summary():
+    """One short phrase for the start-up line: which BLAS the C code links and on how many threads
+    (the full link flags are ``pytensor.config.blas__ldflags``)."""
+    flags = pytensor.config.blas__ldflags
+    if 'scipy_openblas' in flags:
+        try:
+            import scipy_openblas32
+            blas = 'OpenBLAS {} (scipy-openblas32)'.format('.'.join(scipy_openblas32.__version__.split('.')[:3]))
+        except ImportError:
+            blas = 'OpenBLAS (scipy-openblas32)'
+    elif '-lopenblas' in flags:
+        blas = 'system OpenBLAS'
+    elif flags:
+        blas = 'custom ({})'.format(flags if len(flags) <= 40 else flags[:37] + '...')
+    else:
+        return 'BLAS: none found (matrix products through numpy)'
+    if 'recsys_sgemm_' in flags:
+        from .threads import openmp_threads
+        n = openmp_threads()
+        return 'BLAS: {}, {} OpenMP thread{}'.format(blas, n, '' if n == 1 else 's') if n else 'BLAS: ' + blas
+    return 'BLAS: {}, its own threads'.format(blas)
 
 
 def current():

@@ -23,7 +23,8 @@ def trained(files):
 
 def test_train_output_follows_original_format(trained):
     lines = trained[1].splitlines()
-    assert lines[0].startswith('Using device: cpu (backend: c')
+    assert lines[0].startswith('Using device: cpu (backend: c, BLAS: ')
+    assert len(lines[0]) < 120 and '-L' not in lines[0]  # which BLAS and threads, not its link flags (issue 17)
     assert lines[1] == 'Creating GRU4Rec model'
     assert lines[2].startswith('SET   loss                    TO   bpr-max')
     order = ['Loading training data...', 'Started training', 'Total training time', 'Saving trained model to',

@@ -91,3 +91,13 @@ def test_bundled_parameter_spaces_are_valid_for_their_models(root, package, spac
     from recsys_core.cli import model_class
     from recsys_core.tuning.space import load_space
     check_parameters(model_class(package), {}, load_space(os.path.join(root, 'paramspaces', space)))
+
+
+def test_split_creates_a_missing_output_folder_and_refuses_a_file(tmp_path):
+    """The README's example splits into a folder that does not exist yet (issue 17, item 10)."""
+    out = cli('-m', 'nextitnet.split', LASTFM, str(tmp_path / 'new' / 'lastfm'))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / 'new' / 'lastfm' / 'user-filter-20000items-session5_test.txt').is_file()
+    (tmp_path / 'file').write_text('x')
+    out = cli('-m', 'nextitnet.split', LASTFM, str(tmp_path / 'file'))
+    assert out.returncode == 1 and 'Output folder is a file' in out.stderr and (tmp_path / 'file').read_text() == 'x'
