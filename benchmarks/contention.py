@@ -45,6 +45,7 @@ OMP_VARIABLES = ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'OMP_NUM_THREADS', 'RECSYS
 GRU4REC_PARAMS = dict(loss='cross-entropy', final_act='softmax', constrained_embedding=True, layers=[96],
                       batch_size=48, n_sample=2048, sample_alpha=0.5, learning_rate=0.05, momentum=0.1, n_epochs=1)
 
+# One epoch of fit() with the project at {root} first on the path; prints RESULT mb/s e/s.
 GRU4REC_EPOCH = '''
 import sys, pandas as pd
 sys.path.insert(0, {root!r})
@@ -52,7 +53,7 @@ from recsys_core import backend; backend.configure('cpu')
 from gru4rec import GRU4Rec
 data = pd.read_csv({path!r}, sep='\\t', dtype={{'ItemId': str}})
 st = GRU4Rec(**{params!r}).fit(data, verbose=False).epoch_stats[-1]
-print('RESULT', st['minibatches'] / st['seconds'])
+print('RESULT', st['minibatches'] / st['seconds'], st['events'] / st['seconds'])
 '''
 
 SEQUENCE_STEPS = '''

@@ -95,20 +95,10 @@ print('RESULT', compile_s, {steps} / dt)
     return compile_s, mbs
 
 
-EPOCH_CODE = '''
-import sys, pandas as pd
-sys.path.insert(0, {root!r})
-from recsys_core import backend; backend.configure('cpu')
-from gru4rec import GRU4Rec
-data = pd.read_csv({path!r}, sep='\\t', dtype={{'ItemId': str}})
-st = GRU4Rec(**{params!r}).fit(data, verbose=False).epoch_stats[0]
-print('RESULT', st['minibatches'] / st['seconds'], st['events'] / st['seconds'])
-'''
-
-
 def tree_speed(root, train_path):
     """Full-epoch mb/s and e/s of the project checked out at ``root``, in a fresh process."""
-    out = subprocess.run([sys.executable, '-c', EPOCH_CODE.format(root=root, path=train_path, params=PARAMS)],
+    from contention import GRU4REC_EPOCH
+    out = subprocess.run([sys.executable, '-c', GRU4REC_EPOCH.format(root=root, path=train_path, params=PARAMS)],
                          capture_output=True, text=True, cwd=root)
     line = [l for l in out.stdout.splitlines() if l.startswith('RESULT')]
     if not line:

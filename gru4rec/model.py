@@ -324,7 +324,7 @@ class GRU4Rec(ParamSet):
         scores = gpu_ops.score_columns(pt.dot(score_rows, h.T), score_cols, offset)
         loss = sampled_loss(scores, self.loss, self.final_act, self.smoothing, self.bpreg)
         cost = pt.cast(loss / self.batch_size, 'float32')
-        dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]  # Bh*: Bhh too
+        dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]
         opt = Optimizer(self.learning_rate, self.adapt, self.adapt_params, self.momentum, self.lmbd, self.grad_cap)
         updates = opt.updates(cost, dense, sparse)
         updates.update(srng.updates())
@@ -422,12 +422,9 @@ class GRU4Rec(ParamSet):
             base_order = np.arange(n_sessions)
         self.epoch_stats = []
         min_valid = 2 if self.n_sample == 0 else 1
-        tuner = ThreadTuner()  # fewer threads while another process takes the cores (recsys_core.threads)
-        with collector_paused():
-            try:
-                self._epochs(train, item_idx, offsets, base_order, store, n_sessions, min_valid, tuner, verbose)
-            finally:
-                tuner.finish()
+        # ThreadTuner: fewer threads while another process takes the cores (recsys_core.threads)
+        with collector_paused(), ThreadTuner() as tuner:
+            self._epochs(train, item_idx, offsets, base_order, store, n_sessions, min_valid, tuner, verbose)
         self._sync_weights()
         self._compiled = {}
         return self

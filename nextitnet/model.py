@@ -241,11 +241,8 @@ class NextItNet(ParamSet):
         self.error_during_train = False
         self.epoch_stats = []
         positions = batch * (self.seq_len - 1)
-        tuner = ThreadTuner()  # fewer threads while another process takes the cores (recsys_core.threads)
-        try:
+        with ThreadTuner() as tuner:  # fewer threads while another process takes the cores (recsys_core.threads)
             self._epochs(step, rows, batch, n_batches, positions, tuner, verbose)
-        finally:
-            tuner.finish()
         self._sync_weights()
         return self
 

@@ -84,13 +84,18 @@ class ThreadTuner:
     ``probe_share`` of the time (models whose steps take a large part of a second). A wrong
     choice is undone at the next probe. The first ``warmup`` steps are not timed.
 
-    ``clock`` and ``set_threads`` are injectable for tests; by default time.perf_counter and libgomp.
+    Used as a context manager around a training loop: leaving it gives the pool back its starting
+    size. ``clock`` and ``set_threads`` are injectable for tests; by default time.perf_counter and
+    libgomp. Off where the GEMMs do not run on OpenMP (RECSYS_PARALLEL_GEMM=0, a system OpenBLAS).
     """
 
     def __init__(self, min_period=0.25, max_period=4.0, probe_steps=3, probe_seconds=0.05, probe_share=0.05,
                  margin=1.05, warmup=3, clock=time.perf_counter, set_threads=None, start_threads=None, enabled=None):
         self.start = start_threads if start_threads is not None else openmp_threads()
-        self.enabled = (tuning_enabled() if enabled is None else enabled) and bool(self.start) and self.start > 1
+        if enabled is None:  # only the wrapper's and the Ops' OpenMP loops follow omp_set_num_threads
+            import recsys_core
+            enabled = tuning_enabled() and recsys_core.parallel_ops()
+        self.enabled = enabled and bool(self.start) and self.start > 1
         self.counts = ladder(self.start) if self.enabled else [self.start]
         self.min_period, self.max_period = min_period, max_period
         self.probe_steps, self.probe_seconds, self.probe_share = probe_steps, probe_seconds, probe_share
@@ -98,7 +103,6 @@ class ThreadTuner:
         self.clock = clock
         self._set = set_threads if set_threads is not None else set_openmp_threads
         self.current = 0  # index into counts
-        self.history = []  # (thread count, steps/s) of every finished phase, for reports and tests
         self._probe_down = True
         self._phase, self._candidate = 'measure', None
         self._steps, self._t0, self._seen = 0, None, 0
@@ -124,11 +128,9 @@ class ThreadTuner:
             long_enough = max(self._period, self._last_probe / self.probe_share)
             if elapsed >= long_enough and self._steps >= self.probe_steps:
                 self._measured_rate = self._steps / elapsed
-                self.history.append((self.threads, self._measured_rate))
                 self._start_probe(now)
         elif self._steps >= self.probe_steps and elapsed >= self.probe_seconds:
             rate = self._steps / elapsed
-            self.history.append((self.counts[self._candidate], rate))
             self._last_probe = elapsed
             if rate > self._measured_rate * self.margin:
                 self.current = self._candidate
@@ -150,3 +152,10 @@ class ThreadTuner:
         """Give the pool back its starting size (evaluation and later loops start from it)."""
         if self.enabled:
             self._set(self.start)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.finish()
+        return False
