@@ -339,7 +339,7 @@ def test_gru_step_is_the_reference_implementations_cell(cell):
         np.testing.assert_allclose(new[i], y, rtol=1e-4, atol=1e-5)
 
 
-def test_model_files_from_before_gru_cell_load_with_the_original_step(xe_model, tmp_path):
+def test_model_files_from_before_gru_cell_load_with_the_original_step(xe_model):
     """A model file saved before the gru_cell parameter existed holds the original step's weights."""
     state = xe_model.get_state()
     state['params'].pop('gru_cell')
