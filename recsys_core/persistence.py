@@ -7,6 +7,7 @@ import importlib
 import os
 import pickle
 
+from .atomic import atomic_write, write_bytes_atomic  # noqa: F401  (write_bytes_atomic: for its users)
 from .errors import UserError
 
 FORMAT_TAG = 'pytensor-recsys-model'
@@ -14,25 +15,9 @@ FORMAT_VERSION = 1
 
 
 def write_atomic(path, payload):
-    """Pickle ``payload`` to ``path`` atomically (see :func:`write_bytes_atomic`)."""
-    write_bytes_atomic(path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def write_bytes_atomic(path, data):
-    """Write ``data`` through a temporary file in the same folder, then rename: never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError('Cannot write {}: folder does not exist: {}'.format(path, folder))
-    tmp = os.path.join(folder, '.{}.tmp-{}'.format(os.path.basename(path), os.getpid()))
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Pickle ``payload`` to ``path`` atomically (see :func:`recsys_core.atomic.atomic_write`)."""
+    with atomic_write(path, 'wb') as f:
+        pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def save_model(model, path):

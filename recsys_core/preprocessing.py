@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .atomic import write_tsv_atomic  # noqa: F401  (the preprocessing scripts' TSV output)
 from .errors import UserError
 
 CHUNK_ROWS = 500_000
@@ -231,14 +232,3 @@ def statistics(frames):
     for name, df in frames.items():
         rows.append({'file': name, 'events': len(df), 'sessions': df.SessionId.nunique(), 'items': df.ItemId.nunique()})
     return pd.DataFrame(rows, columns=['file', 'events', 'sessions', 'items'])
-
-
-def write_tsv_atomic(df, path):
-    """TSV with a header (run.py's format), through a temporary file and a rename."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), '.{}.tmp-{}'.format(os.path.basename(path), os.getpid()))
-    try:
-        df.to_csv(tmp, sep='\t', index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -18,6 +18,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from .atomic import write_tsv_atomic
+
 
 def generate_sessions(n_items=2000, n_sessions=20000, seed=0, mean_length=5.0, p_follow=0.6, n_successors=8,
                       zipf=1.1):
@@ -62,12 +64,6 @@ def split_by_time(data, test_fraction=0.1):
     test = test[test.ItemId.isin(set(train.ItemId))]
     test = test[test.groupby('SessionId').SessionId.transform('size') >= 2]
     return train.reset_index(drop=True), test.reset_index(drop=True)
-
-
-def write_tsv_atomic(frame, path):
-    tmp = '{}.tmp-{}'.format(path, os.getpid())
-    frame.to_csv(tmp, sep='\t', index=False)
-    os.replace(tmp, path)
 
 
 def main(argv=None):

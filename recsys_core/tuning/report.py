@@ -6,7 +6,7 @@ import warnings
 
 from optuna.trial import TrialState
 
-from ..persistence import write_bytes_atomic
+from ..atomic import atomic_write, write_text_atomic
 
 
 def best_trial(study):
@@ -39,7 +39,7 @@ def write_param_file(path, model_cls, params, header):
     items = typed_params(model_cls, params)
     lines += ['    ({!r}, {!r}){}'.format(k, v, ',' if i < len(items) - 1 else '') for i, (k, v) in enumerate(items)]
     lines.append('])')
-    write_bytes_atomic(path, ('\n'.join(lines) + '\n').encode('utf-8'))
+    write_text_atomic(path, '\n'.join(lines) + '\n')
 
 
 def write_plots(study, folder):
@@ -64,10 +64,11 @@ def write_plots(study, folder):
             fig = ax.figure if hasattr(ax, 'figure') else ax[0].figure
             fig.set_size_inches(9, 5.5)
             fig.tight_layout()
-            tmp = path + '.tmp.png'
-            fig.savefig(tmp, dpi=100)
-            os.replace(tmp, path)
-            plt.close(fig)
+            try:
+                with atomic_write(path, 'wb') as f:
+                    fig.savefig(f, format='png', dpi=100)
+            finally:
+                plt.close(fig)
             written.append(path)
         except Exception as e:  # a plot is a convenience: say why it is missing, keep the results
             print('[paropt] no {}: {}: {}'.format(name, type(e).__name__, e), file=sys.stderr)
