@@ -5,6 +5,10 @@ GRU4Rec ``set_params`` surface: values given as strings (from ``-ps``) are cast 
 default ('True'/'1', 'False'/'0' for booleans, '/' separated lists), each set parameter is echoed as
 ``SET   name   TO   value   (type: <class '...'>)`` with the original's column alignment, and an
 unknown name or a bad value raises :class:`UserError`.
+
+The validators a ``Param`` takes as ``check`` (:data:`positive`, :data:`non_negative`,
+:data:`probability`, :data:`fraction`, :data:`unit_interval`, :data:`all_positive`,
+:func:`one_of`, :func:`positive_list`) are defined here once for every model package.
 """
 import importlib.util
 import os
@@ -55,6 +59,48 @@ class Param:
         if default is None or isinstance(default, str):
             return value
         raise ValueError('expected {}'.format(type(default).__name__))
+
+
+class Check:
+    """A parameter validator: ``check(value)`` is None when the value is fine, else ``message``.
+
+    ``says(message)`` gives the same test with another message (for a model whose error messages
+    have always read differently, e.g. ``non_negative.says('must be non-negative')``).
+    """
+
+    def __init__(self, test, message):
+        self.test, self.message = test, message
+
+    def __call__(self, value):
+        return None if self.test(value) else self.message
+
+    def says(self, message):
+        return Check(self.test, message)
+
+    def __repr__(self):
+        return 'Check({!r})'.format(self.message)
+
+
+positive = Check(lambda v: v > 0, 'must be positive')
+non_negative = Check(lambda v: v >= 0, 'must be >= 0')
+probability = Check(lambda v: 0 <= v < 1, 'must be in [0, 1)')
+"""A probability that must leave something: dropout, momentum, smoothing, Adam's beta1."""
+fraction = Check(lambda v: 0 < v <= 1, 'must be in (0, 1]')
+unit_interval = Check(lambda v: 0 <= v <= 1, 'must be in [0, 1]')
+all_positive = Check(lambda v: all(x > 0 for x in v), 'values must be positive')
+"""Every element of a list positive (an empty list is fine)."""
+
+
+def one_of(options):
+    """The value must be one of ``options`` (listed with str(), so None prints as None)."""
+    options = tuple(options)
+    return Check(lambda v: v in options, 'must be one of {}'.format(', '.join(map(str, options))))
+
+
+def positive_list(what, example):
+    """A non-empty list of positive numbers, e.g. ``positive_list('sizes', '100/100')``."""
+    return Check(lambda v: bool(v) and all(x > 0 for x in v),
+                 'must be a non-empty list of positive {} (e.g. {})'.format(what, example))
 
 
 KEY_PARAMS = [Param('session_key', 'SessionId'), Param('item_key', 'ItemId'), Param('time_key', 'Time')]

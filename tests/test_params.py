@@ -1,6 +1,7 @@
 import pytest
 
 from gru4rec import GRU4Rec
+from recsys_core import params
 from recsys_core.errors import UserError
 from recsys_core.params import load_param_file, parse_param_string
 
@@ -93,3 +94,31 @@ def test_parameter_spaces_name_real_parameters(root):
         assert entries and all(e['name'] in names and e['dtype'] in ('int', 'float', 'categorical') for e in entries)
         m = GRU4Rec()
         m.set_params(verbose=False, **{e['name']: e['values'][0] for e in entries})  # every lower bound is a valid value
+
+
+@pytest.mark.parametrize('check,good,bad,message', [
+    (params.positive, [1, 0.5], [0, -1, -0.1], 'must be positive'),
+    (params.non_negative, [0, 2.5], [-1, -1e-9], 'must be >= 0'),
+    (params.probability, [0, 0.0, 0.999], [1, 1.0, -0.1], 'must be in [0, 1)'),
+    (params.fraction, [1, 0.2], [0, 1.01, -1], 'must be in (0, 1]'),
+    (params.unit_interval, [0, 1, 0.5], [-0.01, 1.01], 'must be in [0, 1]'),
+    (params.all_positive, [[], [3, 1]], [[0], [2, -1]], 'values must be positive'),
+    (params.one_of((None, 'adagrad', 'adam')), [None, 'adam'], ['sgd', 'None'], 'must be one of None, adagrad, adam'),
+    (params.positive_list('sizes', '100/100'), [[1], [100, 50]], [[], [0], [5, -1]],
+     'must be a non-empty list of positive sizes (e.g. 100/100)'),
+    (params.non_negative.says('must be non-negative'), [0], [-1], 'must be non-negative'),
+])
+def test_shared_validators_accept_reject_and_keep_the_packages_messages(check, good, bad, message):
+    assert all(check(v) is None for v in good)
+    assert all(check(v) == message for v in bad)
+
+
+def test_a_shared_validator_reports_through_set_params():
+    class Toy(params.ParamSet):
+        PARAMS = [params.Param('rate', 0.5, params.fraction), params.Param('mode', 'a', params.one_of('ab'))]
+
+    with pytest.raises(UserError, match=r"Invalid value '0' for parameter rate: must be in \(0, 1\]"):
+        Toy().set_params(verbose=False, rate='0')
+    with pytest.raises(UserError, match='mode: must be one of a, b'):
+        Toy(mode='c')
+    assert Toy(rate=1, mode='b').get_params() == {'rate': 1.0, 'mode': 'b'}
