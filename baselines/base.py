@@ -1,16 +1,15 @@
-"""What every baseline shares: parameters, fitting on TrainingEvents, model files, and the
-session ranker that recsys_core.evaluation drives (scores in numpy, ranks by counting)."""
+"""What every baseline shares: fitting on TrainingEvents, its statistics as the model state, and
+the session ranker that recsys_core.evaluation drives (scores in numpy, ranks by counting); the
+rest of the model surface (ids, recommend, model files) is recsys_core.model.Recommender's."""
 import time
 
 import numpy as np
 import pandas as pd
 
 from gpu_ops.ranking import rank_counts_numpy
-from recsys_core.data import TrainingEvents, map_item_ids
+from recsys_core.data import TrainingEvents
 from recsys_core.errors import UserError
-from recsys_core.params import ParamSet
-from recsys_core.persistence import load_model, save_model
-
+from recsys_core.model import Recommender
 
 
 def positive(v):
@@ -21,7 +20,7 @@ def non_negative(v):
     return None if v >= 0 else 'must be non-negative'
 
 
-class SessionBaseline(ParamSet):
+class SessionBaseline(Recommender):
     """A model that scores every item for each session from statistics of the training data.
 
     Subclasses implement ``_fit(events, verbose) -> dict of numpy arrays`` and
@@ -30,16 +29,18 @@ class SessionBaseline(ParamSet):
     """
 
     def __init__(self, **kwargs):
-        self.itemidmap = None
         self.stats = None
         super().__init__(**kwargs)
 
-    @property
-    def n_items(self):
-        return len(self.itemidmap)
+    def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None):
+        """Fit on a DataFrame of events; sample_store/store_type are run.py's and unused here.
 
-    def fit(self, data, sample_store=None, store_type=None, verbose=True):
-        """Fit on a DataFrame of events; sample_store/store_type are run.py's and unused here."""
+        Baselines are fitted in one pass, not by gradient steps, so the trainer's options
+        (validation every N steps, early stopping, checkpoints) do not apply to them.
+        """
+        if training is not None and (training.valid is not None or training.checkpoint or training.warm_start):
+            raise UserError('{} is fitted in one pass from counts: validation during training, checkpoints and '
+                            'warm starts do not apply to it'.format(type(self).__name__))
         t0 = time.time()
         events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
         self.itemidmap = events.itemidmap
@@ -49,38 +50,24 @@ class SessionBaseline(ParamSet):
                                                                         self.n_items, time.time() - t0))
         return self
 
-    def check_trained(self):
-        if self.stats is None:
-            raise UserError('The model has not been trained')
-
-    def item_indices(self, item_ids):
-        return map_item_ids(self.itemidmap, item_ids)
+    def is_trained(self):
+        return self.stats is not None
 
     def session_ranker(self, batch_size, mode='standard', items=None):
         self.check_trained()
         item_idx = np.zeros(0, dtype=np.int32) if items is None else self.item_indices(items)
         return BaselineRanker(self, batch_size, mode, item_idx)
 
-    def get_state(self):
-        return {'params': dict(self.get_params()), 'item_ids': self.itemidmap.index.values, 'stats': dict(self.stats)}
+    def _history_scores(self, histories):
+        return self._scores([list(h) for h in histories], np.asarray([h[-1] for h in histories]))
 
-    @classmethod
-    def from_state(cls, state):
-        model = cls()
-        for k, v in state['params'].items():
-            setattr(model, k, v)
-        model.itemidmap = pd.Series(np.arange(len(state['item_ids']), dtype=np.int32), index=state['item_ids'],
-                                    name='ItemIdx')
-        model.stats = dict(state['stats'])
-        return model
+    def _model_state(self):
+        return {'item_ids': self.itemidmap.index.values, 'stats': dict(self.stats)}
 
-    def savemodel(self, path):
-        self.check_trained()
-        save_model(self, path)
-
-    @classmethod
-    def loadmodel(cls, path):
-        return load_model(path, cls)
+    def _restore_state(self, state):
+        self.itemidmap = pd.Series(np.arange(len(state['item_ids']), dtype=np.int32), index=state['item_ids'],
+                                   name='ItemIdx')
+        self.stats = dict(state['stats'])
 
 
 class BaselineRanker:

@@ -1,14 +1,19 @@
-"""Next-item evaluation over every event of the test sessions: Recall@N and MRR@N with tie modes.
+"""Evaluation, one entry point for both protocols: :func:`evaluate` returns an :class:`EvalResult`.
 
-Follows the original's evaluate_gpu: test events whose item the model does not know are dropped,
-events are sorted by (session, time, item), sessions are processed session-parallel with a fresh
-state per session, and every event's next item is ranked against all items (or a given subset).
-Ranks come from counts of items scoring above/equal to the target (gpu_ops.rank_counts): no sort.
+Protocol 'next' (GRU4Rec): every next event of the test sessions is ranked, Recall@N and MRR@N.
+It follows the original's evaluate_gpu: test events whose item the model does not know are
+dropped, events are sorted by (session, time, item), sessions are processed session-parallel with
+a fresh state per session, and every event's next item is ranked against all items (or a given
+subset). Ranks come from counts of items scoring above/equal to the target (gpu_ops.rank_counts):
+no sort. Protocol 'last' (NextItNet/CpRec and their successors): only the last item of each test
+sequence, HR/MRR/NDCG (recsys_core.last_item_eval).
 
 Any model works that provides ``check_trained()``, ``itemidmap`` and
 ``session_ranker(batch_size, mode, items)`` returning an object with ``step(inp, out, last)`` ->
 (greater, equal) counts and ``shrink(keep)``.
 """
+from collections import OrderedDict
+
 import numpy as np
 import pandas as pd
 
@@ -19,16 +24,93 @@ from .data import session_offsets
 from .errors import UserError
 
 TIE_MODES = ('standard', 'conservative', 'median', 'tiebreaking')
+PROTOCOLS = ('next', 'last')
+METRIC_NAMES = {'recall': 'Recall', 'hr': 'HR', 'mrr': 'MRR', 'ndcg': 'NDCG'}
+
+
+class EvalResult:
+    """Metrics of one evaluation: ``metrics[name][i]`` at ``cut_offs[i]``.
+
+    Names: 'recall' and 'mrr' (protocol next); 'hr', 'mrr' and 'ndcg' (protocol last, where 'recall'
+    is accepted for 'hr'). ``cases``: how many ranked targets the averages are over.
+    ``pruned_cut_offs``: cut-offs whose numbers come from a pruned top-k list (CpRec's fast
+    inference) rather than the exact ranking; :meth:`lines` marks them.
+    """
+
+    def __init__(self, protocol, cut_offs, metrics, cases, unknown_targets=0, pruned_cut_offs=()):
+        self.protocol, self.cut_offs = protocol, list(cut_offs)
+        self.metrics = OrderedDict((k, list(v)) for k, v in metrics.items())
+        self.cases, self.unknown_targets = cases, unknown_targets
+        self.pruned_cut_offs = sorted(set(pruned_cut_offs))
+
+    def _name(self, metric):
+        if metric == 'recall' and 'recall' not in self.metrics:
+            return 'hr'
+        if metric == 'hr' and 'hr' not in self.metrics:
+            return 'recall'
+        if metric not in self.metrics:
+            raise UserError('Metric {} is not measured under protocol {} (measured: {})'.format(
+                metric, self.protocol, ', '.join(self.metrics)))
+        return metric
+
+    def value(self, metric, cut_off):
+        """The value of ``metric`` at ``cut_off``."""
+        if cut_off not in self.cut_offs:
+            raise UserError('Cut-off {} was not measured (measured: {})'.format(cut_off, self.cut_offs))
+        return self.metrics[self._name(metric)][self.cut_offs.index(cut_off)]
+
+    def __getitem__(self, metric):
+        if metric in ('cases', 'unknown_targets'):
+            return getattr(self, metric)
+        return self.metrics[self._name(metric)]
+
+    def lines(self):
+        """The output lines of run.py: one per cut-off, in the original's format."""
+        out = []
+        for i, c in enumerate(self.cut_offs):
+            line = ' '.join('{}@{}: {:.6f}'.format(METRIC_NAMES[k], c, v[i]) for k, v in self.metrics.items())
+            if c in self.pruned_cut_offs:
+                line += '   (from the fast inference top-k list)'
+            out.append(line)
+        return out
+
+
+def evaluate(model, test_data, protocol='next', cut_off=(20,), mode='standard', batch_size=512, items=None,
+             session_key='SessionId', item_key='ItemId', time_key='Time', verbose=True):
+    """Evaluate ``model`` on test events under ``protocol`` ('next' or 'last'); returns an EvalResult.
+
+    items: rank against this subset of item ids only (protocol next, as the original's evaluate_gpu).
+    """
+    if protocol not in PROTOCOLS:
+        raise UserError('Unknown protocol {!r}; use one of: {}'.format(protocol, ', '.join(PROTOCOLS)))
+    cut_off = check_cut_offs(cut_off, mode)
+    keys = dict(session_key=session_key, item_key=item_key, time_key=time_key)
+    if protocol == 'last':
+        if items is not None:
+            raise UserError('Ranking against an item subset is only offered under protocol next')
+        from .last_item_eval import evaluate_last_items_result
+        return evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, verbose=verbose, **keys)
+    recall, mrr, n = _next_event_sums(model, test_data, items, cut_off, batch_size, mode, verbose=verbose, **keys)
+    return EvalResult('next', cut_off, OrderedDict([('recall', recall), ('mrr', mrr)]), n)
+
+
+def check_cut_offs(cut_off, mode):
+    if mode not in TIE_MODES:
+        raise UserError('Unknown evaluation mode {!r}; use one of: {}'.format(mode, ', '.join(TIE_MODES)))
+    cut_off = [int(c) for c in (cut_off if isinstance(cut_off, (list, tuple, np.ndarray)) else [cut_off])]
+    if not cut_off or min(cut_off) < 1:
+        raise UserError('Cut-offs must be positive integers')
+    return cut_off
 
 
 def evaluate_sessions(model, test_data, items=None, cut_off=(20,), batch_size=100, mode='standard',
                       session_key='SessionId', item_key='ItemId', time_key='Time', verbose=True):
-    """Return (recalls, mrrs), one value per cut-off, like the original's evaluate_gpu."""
-    if mode not in TIE_MODES:
-        raise UserError('Unknown evaluation mode {!r}; use one of: {}'.format(mode, ', '.join(TIE_MODES)))
-    cut_off = [int(c) for c in (cut_off if isinstance(cut_off, (list, tuple)) else [cut_off])]
-    if not cut_off or min(cut_off) < 1:
-        raise UserError('Cut-offs must be positive integers')
+    """The original's evaluate_gpu interface: (recalls, mrrs), one value per cut-off (protocol next)."""
+    res = evaluate(model, test_data, 'next', cut_off, mode, batch_size, items, session_key, item_key, time_key, verbose)
+    return res['recall'], res['mrr']
+
+
+def _next_event_sums(model, test_data, items, cut_off, batch_size, mode, session_key, item_key, time_key, verbose):
     model.check_trained()
     if verbose:
         print('Measuring Recall@{} and MRR@{}'.format(','.join(map(str, cut_off)), ','.join(map(str, cut_off))))
@@ -50,7 +132,7 @@ def evaluate_sessions(model, test_data, items=None, cut_off=(20,), batch_size=10
         n += len(greater)
     if n == 0:
         raise UserError('The test data has no session with two or more events of items known to the model')
-    return list(recall_sum / n), list(mrr_sum / n)
+    return list(recall_sum / n), list(mrr_sum / n), n
 
 
 def prepare_test_sessions(model, test_data, session_key, item_key, time_key):

@@ -17,25 +17,33 @@ from gpu_ops.ranking import ranks_from_counts
 from .batching import Shrink, session_parallel
 from .data import session_offsets
 from .errors import UserError
-from .evaluation import TIE_MODES
 
 
 def evaluate_last_items(model, test_data, cut_off=(5, 20), mode='standard', batch_size=512,
                         session_key='SessionId', item_key='ItemId', time_key='Time', verbose=True):
-    """Return {'hr': [...], 'mrr': [...], 'ndcg': [...], 'cases': n, 'unknown_targets': m}."""
-    if mode not in TIE_MODES:
-        raise UserError('Unknown evaluation mode {!r}; use one of: {}'.format(mode, ', '.join(TIE_MODES)))
-    cuts = np.asarray([int(c) for c in (cut_off if isinstance(cut_off, (list, tuple)) else [cut_off])])
-    if len(cuts) == 0 or cuts.min() < 1:
-        raise UserError('Cut-offs must be positive integers')
+    """The last-item protocol; an EvalResult (``res['hr']``, ``res['mrr']``, ``res['ndcg']`` are the
+    per-cut-off lists, ``res['cases']`` and ``res['unknown_targets']`` the counts). Same as
+    ``recsys_core.evaluation.evaluate(..., protocol='last')``."""
+    from .evaluation import evaluate
+    return evaluate(model, test_data, 'last', cut_off, mode, batch_size, None, session_key, item_key, time_key,
+                    verbose)
+
+
+def evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, session_key, item_key, time_key,
+                               verbose):
+    """The pass behind :func:`recsys_core.evaluation.evaluate` for protocol 'last'."""
+    from .evaluation import EvalResult
+    cuts = np.asarray(cut_off)
     model.check_trained()
     histories, targets = last_item_cases(model, test_data, session_key, item_key, time_key)
     known = (targets >= 0) & np.array([len(h) > 0 for h in histories], dtype=bool)
     ranks = np.full(len(targets), np.inf)
+    pruned = ()
     if known.any():
         cases = [h for h, k in zip(histories, known) if k]
         if hasattr(model, 'rank_last_items'):
             ranks[known] = model.rank_last_items(cases, targets[known], mode, int(cuts.max()))
+            pruned = getattr(model, 'pruned_cut_offs', lambda cuts: ())(list(cut_off))
         else:
             ranks[known] = _ranks_through_session_ranker(model, cases, targets[known], mode, batch_size)
     if verbose:
@@ -44,9 +52,9 @@ def evaluate_last_items(model, test_data, cut_off=(5, 20), mode='standard', batc
                                                                      int((~known).sum())))
     hit = ranks[None, :] <= cuts[:, None]
     with np.errstate(divide='ignore'):
-        return {'hr': list(hit.mean(axis=1)), 'mrr': list((hit / ranks[None, :]).mean(axis=1)),
-                'ndcg': list((hit / np.log2(ranks[None, :] + 1)).mean(axis=1)),
-                'cases': len(targets), 'unknown_targets': int((~known).sum())}
+        metrics = {'hr': hit.mean(axis=1), 'mrr': (hit / ranks[None, :]).mean(axis=1),
+                   'ndcg': (hit / np.log2(ranks[None, :] + 1)).mean(axis=1)}
+    return EvalResult('last', list(cut_off), metrics, len(targets), int((~known).sum()), pruned)
 
 
 def last_item_cases(model, test_data, session_key, item_key, time_key):

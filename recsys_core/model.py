@@ -1,0 +1,191 @@
+"""The model surface every recommender shares, written once.
+
+:class:`Recommender` (every model): declared parameters (``set_params``), the trained check, the
+item-id mapping (``item_indices`` with ``skip_unknown``), ``recommend`` (top-k with
+``exclude_seen``), the model state and atomic ``savemodel`` / ``loadmodel``. A model implements
+``is_trained()``, ``_history_scores(histories)`` (scores of every index for each history),
+``index_ids()`` (the item id of every index) and its own part of the state.
+
+:class:`NeuralRecommender` (models trained by gradient steps): weights as named arrays, their
+PyTensor shared variables, compiled functions cached per model, and ``fit`` through the one
+trainer (:mod:`recsys_core.trainer`). Such a model implements ``_training_plan(data, verbose,
+**fit_args)`` and ``_init_weights()``.
+"""
+from collections import OrderedDict
+
+import numpy as np
+import pytensor
+
+from . import data as datatools
+from .errors import UserError
+from .params import ParamSet
+from .persistence import load_model, save_model
+
+
+class Recommender(ParamSet):
+    """Base of every model: the GRU4Rec surface users know, the same for every package."""
+
+    # parameter values for model files written before a parameter existed (e.g. GRU4Rec's gru_cell)
+    LEGACY_DEFAULTS = {}
+
+    def __init__(self, **kwargs):
+        self.itemidmap = None
+        self.error_during_train = False
+        super().__init__(**kwargs)
+
+    @property
+    def n_items(self):
+        return len(self.itemidmap)
+
+    # ----------------------------------------------------------------- trained check and item ids
+    def is_trained(self):
+        raise NotImplementedError
+
+    def check_trained(self):
+        if not self.is_trained():
+            raise UserError('The model has not been trained')
+        if self.error_during_train:
+            raise UserError('The model failed during training (NaN loss) and cannot be used')
+
+    def item_indices(self, item_ids, skip_unknown=False):
+        """Map item ids (any type; compared as strings) to model indices."""
+        return datatools.map_item_ids(self.itemidmap, item_ids, skip_unknown)
+
+    def index_ids(self):
+        """The item id of each model index (indices that are no item, e.g. padding, included)."""
+        return self.itemidmap.index.values
+
+    # ----------------------------------------------------------------- recommendation
+    def recommend(self, sessions, k=20, exclude_seen=False, skip_unknown=False):
+        """Top-k next items for each session history.
+
+        sessions: one list of item ids (a single session) or a list of such lists. Returns a list of
+        (item_ids, scores) pairs, best first (a single pair for a single session).
+        """
+        self.check_trained()
+        single = len(sessions) == 0 or not isinstance(sessions[0], (list, tuple, np.ndarray))
+        histories = [sessions] if single else sessions
+        idx = [self.item_indices(s, skip_unknown) for s in histories]
+        if any(len(s) == 0 for s in idx):
+            raise UserError('Every session needs at least one known item')
+        scores = np.array(self._history_scores(idx), dtype=np.float64)
+        k = min(k, self.n_items)
+        ids = self.index_ids()
+        results = []
+        for s, row in zip(idx, scores):
+            if exclude_seen:
+                row[s] = -np.inf
+            top = datatools.top_k_indices(row, k)
+            results.append((ids[top], row[top]))
+        return results[0] if single else results
+
+    def _history_scores(self, histories):
+        """(len(histories), n_indices) scores of every index after each history of model indices;
+        indices that are no item score -inf."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- model files
+    def get_state(self):
+        state = {'params': dict(self.get_params()), 'error_during_train': self.error_during_train}
+        state.update(self._model_state())
+        return state
+
+    @classmethod
+    def from_state(cls, state):
+        model = cls()
+        for k, v in cls.LEGACY_DEFAULTS.items():
+            setattr(model, k, v)
+        for k, v in state['params'].items():
+            setattr(model, k, v)
+        model.error_during_train = state.get('error_during_train', False)
+        model._restore_state(state)
+        return model
+
+    def _model_state(self):
+        """The model's own part of its file (plain numpy arrays and Python values)."""
+        raise NotImplementedError
+
+    def _restore_state(self, state):
+        raise NotImplementedError
+
+    def savemodel(self, path):
+        """Write the model atomically; it loads in a fresh process on any backend."""
+        if not self.is_trained():
+            raise UserError('Cannot save a model that has not been trained')
+        save_model(self, path)
+
+    @classmethod
+    def loadmodel(cls, path):
+        return load_model(path, cls)
+
+
+class NeuralRecommender(Recommender):
+    """A model with named weights, trained by gradient steps through :class:`recsys_core.trainer.Trainer`."""
+
+    def __init__(self, **kwargs):
+        self.weights = None
+        self.shared = None
+        self._compiled = {}
+        super().__init__(**kwargs)
+
+    def is_trained(self):
+        return self.weights is not None
+
+    # ----------------------------------------------------------------- weights
+    def _make_shared(self):
+        self.shared = OrderedDict((k, pytensor.shared(v, name=k)) for k, v in self.weights.items())
+
+    def _sync_weights(self):
+        """Copy trained values back from the shared variables (plain arrays for saving)."""
+        self.weights = OrderedDict((k, s.get_value()) for k, s in self.shared.items())
+
+    def weight_values(self):
+        """Current weights by name (copies), from the shared variables while they exist."""
+        if self.shared is not None:
+            return OrderedDict((k, np.array(s.get_value())) for k, s in self.shared.items())
+        return OrderedDict((k, np.array(v)) for k, v in self.weights.items())
+
+    def set_weight_values(self, values):
+        """Overwrite the named weights (shapes must match); the others keep their values."""
+        current = self.weight_values()
+        for k, v in values.items():
+            if k not in current or np.shape(v) != current[k].shape:
+                raise UserError('Weight {} {} does not fit this model'.format(k, np.shape(v)))
+        if self.shared is not None:
+            for k, v in values.items():
+                self.shared[k].set_value(np.asarray(v, dtype=current[k].dtype))
+            self._sync_weights()
+        else:
+            self.weights.update((k, np.asarray(v, dtype=current[k].dtype)) for k, v in values.items())
+
+    def _function(self, key, build):
+        """A compiled function, built once per model and key."""
+        if self.shared is None:
+            self._make_shared()
+        if key not in self._compiled:
+            self._compiled[key] = build()
+        return self._compiled[key]
+
+    # ----------------------------------------------------------------- training
+    def fit(self, data, verbose=True, training=None, **fit_args):
+        """Train on a DataFrame of events through the shared trainer.
+
+        training: :class:`recsys_core.trainer.TrainingOptions` (validation, early stopping,
+        checkpoints, warm start, step caps); fit_args go to the model's ``_training_plan``.
+        """
+        from .trainer import Trainer, data_fingerprint
+        trainer = Trainer(training, verbose)  # options are checked before anything is built
+        self._compiled = {}
+        plan = self._training_plan(data, verbose, **fit_args)
+        fingerprint = None
+        if trainer.options.checkpoint:  # what a checkpoint must match to be resumed
+            keys = [k for k in (self.session_key, self.item_key, self.time_key) if k in data.columns]
+            fingerprint = {'model': '{}.{}'.format(type(self).__module__, type(self).__name__),
+                           'parameters': repr(sorted(self.get_params().items())),
+                           'training data': data_fingerprint(data, keys)}
+        trainer.run(self, plan, fingerprint)
+        self._compiled = {}
+        return self
+
+    def _training_plan(self, data, verbose, **fit_args):
+        raise NotImplementedError

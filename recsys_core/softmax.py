@@ -1,0 +1,40 @@
+"""Log-softmax and softmax cross-entropy, written once for every model that scores a vocabulary.
+
+All forms shift by the row maximum before exponentiating (stable for any finite logits).
+``mask`` arguments (1 = counts, 0 = ignored) leave positions out of a mean, e.g. padding targets
+where a release does not train on them.
+"""
+import pytensor.tensor as pt
+
+
+def log_softmax(z):
+    """Row-wise log-softmax of a (N, V) matrix."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - pt.log(pt.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax(z):
+    """Row-wise softmax of a (N, V) matrix."""
+    e = pt.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def label_log_probs(logits, labels):
+    """log p(label) of each row: the label's logit minus the row's log-sum-exp, (N,)."""
+    top = logits.max(axis=1, keepdims=True)
+    shifted = logits - top
+    return shifted[pt.arange(labels.shape[0]), labels] - pt.log(pt.exp(shifted).sum(axis=1))
+
+
+def cross_entropy(logits, labels, mask=None):
+    """Mean softmax cross-entropy of integer labels (over the rows where ``mask`` is 1)."""
+    nll = -label_log_probs(logits, labels)
+    if mask is None:
+        return nll.mean()
+    mask = pt.cast(mask, logits.dtype)
+    return (nll * mask).sum() / pt.maximum(mask.sum(), 1)
+
+
+def cross_entropy_sum(logits, labels):
+    """Summed softmax cross-entropy of integer labels."""
+    return -label_log_probs(logits, labels).sum()

@@ -1,0 +1,321 @@
+"""One training loop for every gradient-trained model: epochs, step caps, progress lines, NaN
+handling, evaluation every N steps, early stopping, the best checkpoint, resume and warm start.
+
+A model hands the trainer a :class:`TrainingPlan` (its compiled step, its batches, the state that
+changes while it trains) and the trainer does the rest, the same way for GRU4Rec, NextItNet, CpRec
+and what builds on them (StackRec stacks by warm-starting a deep model from a shallow one).
+
+Checkpoints (``TrainingOptions.checkpoint``, run.py ``--checkpoint DIR``):
+- ``DIR/last.ckpt``: everything a resumed run needs to end in the same weights as an uninterrupted
+  one: every shared variable the step updates (weights, optimizer slots, the graph's random
+  generators), the plan's host state (hidden states carried between steps, sample-store and numpy
+  generators), the position (epoch, batch, step), the epoch's running loss sums and the early
+  stopping counters. Written at every evaluation and at the end of every epoch (and every
+  ``checkpoint_every`` steps), always atomically.
+- ``DIR/best.model``: the model at its best validation metric, a normal model file (run.py -l
+  loads it), written atomically when the metric improves and restored at the end of training.
+Running the same command again resumes from ``last.ckpt``; a checkpoint of another model, other
+parameters or other training data is refused with one clear error and left as it is.
+"""
+import copy
+import hashlib
+import os
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .errors import UserError
+from .persistence import write_atomic
+
+CHECKPOINT_TAG = 'pytensor-recsys-checkpoint'
+CHECKPOINT_VERSION = 1
+LAST = 'last.ckpt'
+BEST = 'best.model'
+
+
+def updated_shared(fn):
+    """The shared variables a compiled function updates (weights, optimizer slots, random state),
+    in the function's fixed input order: what a checkpoint must hold to resume its training."""
+    return [i.variable for i in fn.maker.inputs if getattr(i, 'update', None) is not None]
+
+
+class TrainingPlan:
+    """What a model hands the trainer.
+
+    step(batch) -> loss of one mini-batch (a float); batches(epoch) -> iterator of (batch, weight)
+    where weight (events or target positions) weighs the batch in the epoch's average loss;
+    state: shared variables to checkpoint (default: those ``step_function`` updates);
+    host_state()/set_host_state(s): host-side state that changes between steps; finish(): called
+    once after the last step (the model copies its trained values out of the shared variables).
+    """
+
+    def __init__(self, n_epochs, step, batches, state=(), host_state=None, set_host_state=None, finish=None,
+                 step_function=None):
+        self.n_epochs, self.step, self.batches = n_epochs, step, batches
+        self.state = list(state) if state else (updated_shared(step_function) if step_function is not None else [])
+        self._host_state, self._set_host_state, self._finish = host_state, set_host_state, finish
+
+    def host_state(self):
+        return copy.deepcopy(self._host_state()) if self._host_state else None
+
+    def set_host_state(self, state):
+        if self._set_host_state:
+            self._set_host_state(copy.deepcopy(state))
+
+    def finish(self):
+        if self._finish:
+            self._finish()
+
+
+@dataclass
+class WarmStart:
+    """Initial weights taken from another trained model (e.g. StackRec's shallow model).
+
+    source: a model object or a model file path. mapping(source_weights, target_weights) returns the
+    dict of target weights to overwrite; the default copies every weight present in both with the
+    same name and shape (the two models must then share one item index).
+    """
+    source: Any
+    mapping: Optional[Callable] = None
+
+
+@dataclass
+class TrainingOptions:
+    """What run.py's training flags set (see the README); every field has a no-op default."""
+    max_steps: int = 0                 # 0: no cap beyond the model's n_epochs
+    max_batches_per_epoch: int = 0     # 0: every batch (benchmarks time a fixed number of steps)
+    valid: Any = None                  # a DataFrame of validation events
+    protocol: str = 'next'             # 'next' (every next event) or 'last' (last item)
+    metric: str = 'mrr'                # 'recall' ('hr' is the same under protocol last), 'mrr', 'ndcg'
+    cut_off: int = 20
+    eval_every: int = 0                # steps; 0: at the end of each epoch when valid is given
+    patience: int = 0                  # evaluations without improvement before stopping; 0: never stop early
+    restore_best: bool = True          # end with the best validation weights
+    checkpoint: Optional[str] = None   # folder for last.ckpt and best.model
+    checkpoint_every: int = 0          # extra checkpoints every N steps
+    warm_start: Optional[WarmStart] = None
+    eval_mode: str = 'standard'
+    keys: dict = field(default_factory=lambda: dict(session_key='SessionId', item_key='ItemId', time_key='Time'))
+
+    def check(self):
+        for name in ('max_steps', 'max_batches_per_epoch', 'eval_every', 'patience', 'checkpoint_every'):
+            if getattr(self, name) < 0:
+                raise UserError('{} must be >= 0'.format(name))
+        if self.cut_off < 1:
+            raise UserError('The validation cut-off must be a positive integer')
+        if self.protocol not in ('next', 'last'):
+            raise UserError('Unknown protocol {!r}; use next or last'.format(self.protocol))
+        metrics = ('recall', 'hr', 'mrr', 'ndcg') if self.protocol == 'last' else ('recall', 'mrr')
+        if self.metric not in metrics:
+            raise UserError('Validation metric {} is not measured under protocol {} (use one of: {})'.format(
+                self.metric, self.protocol, ', '.join(metrics)))
+        if self.valid is None and (self.eval_every or self.patience):
+            raise UserError('Evaluation every N steps and early stopping need validation data (--valid FILE)')
+        if self.checkpoint is not None and os.path.exists(self.checkpoint) and not os.path.isdir(self.checkpoint):
+            raise UserError('Checkpoint folder {} is a file'.format(self.checkpoint))
+
+
+def data_fingerprint(data, columns):
+    """A short hash of the training events, so a checkpoint is only resumed on the same data."""
+    h = hashlib.md5()
+    for c in columns:
+        h.update(np.ascontiguousarray(data[c].astype(str).values.astype('U')).tobytes())
+    return h.hexdigest()
+
+
+class Trainer:
+    """Runs a :class:`TrainingPlan` under :class:`TrainingOptions` for ``model``."""
+
+    def __init__(self, options=None, verbose=True):
+        self.options = options or TrainingOptions()
+        self.options.check()
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------- the loop
+    def run(self, model, plan, fingerprint):
+        """Train; returns the history (one dict per evaluation). Sets model.epoch_stats and
+        model.error_during_train, as the models' fit() always did."""
+        opt = self.options
+        self.model, self.plan, self.fingerprint = model, plan, fingerprint
+        model.error_during_train = False
+        model.epoch_stats = []
+        self.history, self.best, self.best_step, self.bad = [], -np.inf, None, 0
+        self.best_values = None
+        start = {'epoch': 0, 'batch': 0, 'step': 0, 'costs': [], 'weights': [], 'seconds': 0.0}
+        resumed = self._resume()
+        if resumed is not None:
+            start = resumed
+        elif opt.warm_start is not None:
+            self._warm_start(opt.warm_start)
+        step = start['step']
+        stopped = False
+        for epoch in range(start['epoch'], plan.n_epochs):
+            t0 = time.time()
+            skip = start['batch'] if epoch == start['epoch'] else 0
+            costs = list(start['costs']) if skip else []
+            weights = list(start['weights']) if skip else []
+            earlier = start['seconds'] if skip else 0.0
+            n_batch = 0
+            for batch, weight in plan.batches(epoch):
+                if n_batch < skip:  # resuming inside an epoch: replay the batch order, not the steps
+                    n_batch += 1
+                    if n_batch == skip:
+                        plan.set_host_state(start['host'])
+                    continue
+                if opt.max_batches_per_epoch and n_batch >= opt.max_batches_per_epoch:
+                    break
+                cost = plan.step(batch)
+                n_batch += 1
+                step += 1
+                costs.append(cost)
+                weights.append(weight)
+                if np.isnan(cost):
+                    print(str(epoch) + ': NaN error!')
+                    model.error_during_train = True
+                    stopped = True
+                    break
+                evaluate = opt.valid is not None and opt.eval_every and step % opt.eval_every == 0
+                if evaluate and self._evaluate(step, epoch):
+                    stopped = True
+                capped = opt.max_steps and step >= opt.max_steps
+                if stopped or capped:
+                    stopped = True
+                    break
+                if evaluate or (opt.checkpoint_every and step % opt.checkpoint_every == 0):
+                    self._save_last(epoch, n_batch, step, costs, weights, earlier + time.time() - t0)
+            if model.error_during_train:
+                break
+            self._epoch_line(epoch, costs, weights, earlier + time.time() - t0)
+            if model.error_during_train:
+                break
+            if opt.valid is not None and not opt.eval_every and self._evaluate(step, epoch):
+                stopped = True
+            if stopped:
+                break
+            self._save_last(epoch + 1, 0, step, [], [], 0.0)
+        if stopped and not model.error_during_train:
+            self._save_last(plan.n_epochs, 0, step, [], [], 0.0)  # a resumed run of a finished one trains no more
+        self._finish()
+        return self.history
+
+    def _epoch_line(self, epoch, costs, weights, seconds):
+        if not costs:
+            return
+        costs, weights = np.asarray(costs, dtype=np.float64), np.asarray(weights)
+        avgc = np.sum(costs * weights) / max(np.sum(weights), 1)
+        if np.isnan(avgc):
+            print('Epoch {}: NaN error!'.format(epoch))
+            self.model.error_during_train = True
+            return
+        dt = max(seconds, 1e-9)
+        self.model.epoch_stats.append({'loss': avgc, 'seconds': seconds, 'minibatches': len(costs),
+                                       'events': int(np.sum(weights))})
+        if self.verbose:
+            print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
+                epoch + 1, avgc, seconds, len(costs) / dt, np.sum(weights) / dt))
+
+    def _finish(self):
+        self.plan.finish()
+        opt = self.options
+        if opt.valid is not None and opt.restore_best and self.best_values is not None \
+                and not self.model.error_during_train:
+            self.model.set_weight_values(self.best_values)
+            if self.verbose:
+                print('Restored the weights of step {} (best {}@{}: {:.6f})'.format(
+                    self.best_step, opt.metric, opt.cut_off, self.best))
+
+    # ----------------------------------------------------------------- validation and early stopping
+    def _evaluate(self, step, epoch):
+        """Evaluate on the validation data; True when early stopping says stop."""
+        from .evaluation import evaluate
+        opt = self.options
+        result = evaluate(self.model, opt.valid, protocol=opt.protocol, cut_off=[opt.cut_off], mode=opt.eval_mode,
+                          verbose=False, **opt.keys)
+        value = result.value(opt.metric, opt.cut_off)
+        improved = value > self.best
+        if improved:
+            self.best, self.best_step, self.bad = value, step, 0
+            self.best_values = self.model.weight_values()
+            if opt.checkpoint:
+                os.makedirs(opt.checkpoint, exist_ok=True)
+                self.model.savemodel(os.path.join(opt.checkpoint, BEST))
+        else:
+            self.bad += 1
+        self.history.append({'step': step, 'epoch': epoch + 1, 'value': value, 'best': self.best})
+        stop = bool(opt.patience) and self.bad >= opt.patience
+        if self.verbose:
+            print('Step {} (epoch {}): valid {}@{}: {:.6f}{}{}'.format(
+                step, epoch + 1, opt.metric, opt.cut_off, value,
+                ' (best)' if improved else ' (best {:.6f} at step {})'.format(self.best, self.best_step),
+                '; no improvement in {} evaluations: stopping'.format(self.bad) if stop else ''))
+        return stop
+
+    # ----------------------------------------------------------------- checkpoints
+    def _save_last(self, epoch, batch, step, costs, weights, seconds):
+        opt = self.options
+        if not opt.checkpoint:
+            return
+        os.makedirs(opt.checkpoint, exist_ok=True)
+        payload = {'format': CHECKPOINT_TAG, 'version': CHECKPOINT_VERSION, 'fingerprint': self.fingerprint,
+                   'epoch': epoch, 'batch': batch, 'step': step, 'costs': list(costs), 'weights': list(weights),
+                   'seconds': seconds, 'state': [v.get_value() for v in self.plan.state],
+                   'host': self.plan.host_state(), 'history': self.history, 'best': self.best,
+                   'best_step': self.best_step, 'bad': self.bad, 'epoch_stats': self.model.epoch_stats}
+        write_atomic(os.path.join(opt.checkpoint, LAST), payload)
+
+    def _resume(self):
+        opt = self.options
+        path = os.path.join(opt.checkpoint, LAST) if opt.checkpoint else None
+        if not path or not os.path.isfile(path):
+            return None
+        try:
+            with open(path, 'rb') as f:
+                ck = pickle.load(f)
+        except Exception as e:
+            raise UserError('Could not read checkpoint {} ({}: {}); delete it to start afresh'.format(
+                path, type(e).__name__, e)) from None
+        if not isinstance(ck, dict) or ck.get('format') != CHECKPOINT_TAG or ck.get('version') != CHECKPOINT_VERSION:
+            raise UserError('{} is not a checkpoint of this version'.format(path))
+        if ck['fingerprint'] != self.fingerprint:
+            mine, theirs = self.fingerprint, ck['fingerprint']
+            what = [k for k in mine if mine.get(k) != theirs.get(k)]
+            raise UserError('Checkpoint folder {} holds another run (different {}); use another --checkpoint folder '
+                            'or delete it to start afresh'.format(opt.checkpoint, ', '.join(what) or 'settings'))
+        if len(ck['state']) != len(self.plan.state):
+            raise UserError('Checkpoint {} does not match the training graph'.format(path))
+        for var, value in zip(self.plan.state, ck['state']):
+            var.set_value(value)
+        self.history, self.best, self.best_step, self.bad = ck['history'], ck['best'], ck['best_step'], ck['bad']
+        self.model.epoch_stats = ck['epoch_stats']
+        best_path = os.path.join(opt.checkpoint, BEST)
+        if self.best_step is not None and os.path.isfile(best_path):
+            from .persistence import load_model
+            self.best_values = load_model(best_path).weight_values()
+        if ck['batch'] == 0:
+            self.plan.set_host_state(ck['host'])
+        if self.verbose:
+            print('Resuming from {}: epoch {}, step {}'.format(path, ck['epoch'] + 1, ck['step']))
+        return ck
+
+    def _warm_start(self, warm):
+        from .persistence import load_model
+        source = load_model(warm.source) if isinstance(warm.source, str) else warm.source
+        source.check_trained()
+        old = source.weight_values()
+        new = self.model.weight_values()
+        if warm.mapping is not None:
+            copied = warm.mapping(old, new)
+        else:
+            if getattr(source, 'item_index_ids', None) is not None and not np.array_equal(
+                    np.asarray(source.item_index_ids(), dtype=object), np.asarray(self.model.item_index_ids(), dtype=object)):
+                raise UserError('Warm start: the two models index items differently (other training data); '
+                                'copying weights by name needs the same item index')
+            copied = {k: v for k, v in old.items() if k in new and np.shape(v) == np.shape(new[k])}
+        if not copied:
+            raise UserError('Warm start: no weight of the source model fits this model')
+        self.model.set_weight_values(copied)
+        if self.verbose:
+            print('Warm start: {} of {} weights copied from the source model'.format(len(copied), len(new)))
