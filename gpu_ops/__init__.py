@@ -19,10 +19,18 @@ custom Op against its reference on random inputs, gradients included.
 - :func:`score_columns`: the scores of the distinct sampled items expanded to the sampled columns,
   plus a per-column offset (``a[cols].T + offset``), with the summed gradient.
 - ``gpu_ops.rows``: a compiled row scatter replacing PyTensor's Python row increments (a rewrite).
+
+The package is the project's bottom layer: it imports nothing of the project (the model packages
+and recsys_core import it; tests/test_imports.py checks). ``gpu_ops.toolchain`` holds how the C
+code is compiled and linked (BLAS flags, the parallel GEMM wrapper, gcc flags); importing the
+package makes its BLAS flags PyTensor's default without compiling anything (the wrapper is built
+at the first graph compilation) and ``gpu_ops.activations`` parses the original's activation strings.
 """
 import os
 
-import recsys_core  # noqa: F401  (sets PyTensor's BLAS flags before PyTensor loads)
+from . import toolchain
+
+toolchain.link_blas()  # PyTensor's default BLAS flags become ours; computed (and the wrapper built) at first read
 
 from .columns import score_columns
 from .diag import positive_diag

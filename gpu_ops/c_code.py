@@ -2,7 +2,7 @@
 
 The custom Ops keep a numba ``perform`` for the other linkers (Python, Numba); under the default
 C backend (CVM) they run as C code instead, which removes the Python call per Op and lets gcc
-vectorise the inner loops (recsys_core.backend.CXXFLAGS, native architecture).
+vectorise the inner loops (gpu_ops.toolchain.CXXFLAGS, native architecture).
 """
 
 
@@ -80,11 +80,11 @@ static inline int rs_threads(double work, double per_thread) {
 
 
 def openmp_args():
-    """``-fopenmp`` when PyTensor's GEMMs run on OpenMP threads too (``recsys_core.parallel_ops``)
+    """``-fopenmp`` when PyTensor's GEMMs run on OpenMP threads too (``gpu_ops.toolchain.parallel_ops``)
     and the C++ compiler ships OpenMP (libgomp); else nothing, and the Ops' loops run on one thread
     (their pragmas are ignored)."""
-    import recsys_core
-    return ['-fopenmp'] if recsys_core.parallel_ops() and _compiler_has_openmp() else []
+    from .toolchain import parallel_ops
+    return ['-fopenmp'] if parallel_ops() and _compiler_has_openmp() else []
 
 
 class ParallelLoops:

@@ -18,8 +18,7 @@ import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.link.c.op import COp
 
-from recsys_core.activations import parse_activation
-
+from .activations import parse_activation
 from .c_code import PARALLEL_C, ParallelLoops, source_version
 
 EPS = 1e-24

@@ -6,28 +6,7 @@ separate from building so that a bad string is rejected when the parameter is se
 import pytensor.tensor as pt
 
 from gpu_ops import row_max_shift, row_sum
-
-SOFTMAX_FAMILY = ('softmax', 'softmax_logit')
-
-
-def parse_activation(name, allow_softmax=True):
-    """Return (kind, args) for an activation string or raise ValueError."""
-    if not isinstance(name, str):
-        raise ValueError('activation must be a string')
-    simple = ('linear', 'relu', 'tanh') + (SOFTMAX_FAMILY if allow_softmax else ())
-    if name in simple:
-        return name, ()
-    for prefix, nargs in (('leaky-', 1), ('elu-', 1), ('selu-', 2)):
-        if name.startswith(prefix):
-            parts = name[len(prefix):].split('-')
-            if len(parts) != nargs:
-                break
-            try:
-                return prefix[:-1], tuple(float(x) for x in parts)
-            except ValueError:
-                break
-    allowed = ', '.join(simple + ('leaky-X', 'elu-X', 'selu-X-Y'))
-    raise ValueError('unknown activation {!r} (allowed: {})'.format(name, allowed))
+from gpu_ops.activations import SOFTMAX_FAMILY, parse_activation  # noqa: F401  (the parser lives beside the fused loss Op that reads it)
 
 
 def check_activation(allow_softmax):

@@ -17,6 +17,7 @@ from pytensor.compile.mode import Mode, get_mode
 import gpu_ops.flat_loops  # noqa: F401  (registers the flat elementwise loop rewrite)
 import gpu_ops.layout  # noqa: F401  (registers the column-halves join rewrite)
 import gpu_ops.rows  # noqa: F401  (registers the row-scatter rewrite)
+from gpu_ops import toolchain
 
 from .errors import UserError
 
@@ -26,22 +27,7 @@ DEFAULT_CPU_BACKEND = 'c'
 
 _state = {'device': None, 'backend': None}
 
-CXXFLAGS = '-O3 -ffast-math -fno-finite-math-only -D__FAST_MATH__ --param=vect-max-version-for-alias-checks=100'
-"""gcc flags for all C code PyTensor compiles (the generated graphs and the custom Ops).
-
-- ``-ffast-math`` lets gcc vectorise the loops of exp, sigmoid and tanh: glibc declares its vector
-  math functions (libmvec) only when ``__FAST_MATH__`` is defined (measured 7x on exp).
-- ``-fno-finite-math-only`` keeps infinities meaningful. Without it sigmoid(x) returned NaN for every
-  x below -88.7 (where exp(-x) overflows), and a GRU gate that saturated that far turned the whole
-  training step into NaN (issue 16: layers=96/96, momentum, dropout, learning_rate 0.1-0.2). With
-  it gcc no longer defines ``__FAST_MATH__``, so ``-D__FAST_MATH__`` asks glibc for the vector
-  functions again; in glibc's headers that macro only selects those declarations and sets
-  ``math_errhandling`` to 0, and libmvec's functions handle overflow (exp gives inf, sigmoid 0).
-  tests/test_backend_numerics.py checks sigmoid, tanh and the GRU step on extreme inputs.
-- gcc vectorises a loop over several arrays only with runtime overlap checks, at most 10 by default:
-  PyTensor's generic elementwise loop over 3 inputs and 3 outputs (64 x 128) stayed scalar, 21.7 us
-  against 3.5 us with the limit raised (that loop still runs where gpu_ops.flat_loops does not apply).
-"""
+CXXFLAGS = toolchain.CXXFLAGS  # gcc flags for all C code PyTensor compiles (why each: gpu_ops.toolchain)
 
 
 def configure(device=None, backend=None, verbose=False):
@@ -60,8 +46,8 @@ def configure(device=None, backend=None, verbose=False):
                         'chosen yet (see benchmarks/RESULTS.md); use -d cpu'.format(gpu))
     pytensor.config.floatX = 'float32'
     pytensor.config.gcc__cxxflags = CXXFLAGS
-    # PyTensor warns at import when it finds no BLAS to link its C code against; recsys_core links
-    # the system OpenBLAS when present and otherwise the C backend falls back to numpy's BLAS.
+    # PyTensor warns when it finds no BLAS to link its C code against; gpu_ops.toolchain links the
+    # OpenBLAS wheel or the system OpenBLAS when present and otherwise the C backend falls back to numpy's BLAS.
     warnings.filterwarnings('ignore', message='.*BLAS.*')
     if backend == 'jax':
         try:

@@ -1,6 +1,6 @@
 """How many OpenMP threads a training loop uses, re-chosen while it runs (issue 16).
 
-Every parallel loop of a training step (the GEMM wrapper, recsys_core/c/parallel_gemm.cpp, and the
+Every parallel loop of a training step (the GEMM wrapper, gpu_ops/c/parallel_gemm.cpp, and the
 custom Ops) runs on libgomp's thread pool, whose size is the calling thread's
 ``omp_get_max_threads()``. On a machine shared with another CPU-bound process that is the wrong
 size: the pool's threads wait for each other at every loop's end while the scheduler hands their

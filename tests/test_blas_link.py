@@ -1,10 +1,13 @@
 """The BLAS that PyTensor's C code links: pip's scipy-openblas32 with its `scipy_` names renamed."""
+import glob
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+import pytest
 
 import recsys_core
 from recsys_core.backend import compile_function
@@ -70,3 +73,36 @@ def test_gemm_gemv_and_ger_run_in_the_linked_blas_and_agree_with_numpy():
         np.testing.assert_allclose(got_ab, a @ b, rtol=tol, atol=tol)
         np.testing.assert_allclose(got_av, a @ x, rtol=tol, atol=tol)
         np.testing.assert_allclose(got_ger, a + np.outer(y, x), rtol=tol, atol=tol)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('case', ['default', 'wrapper off', 'failing compiler', 'explicit flags'])
+def test_pytensor_reads_the_flags_at_first_use_with_the_same_rules(case, tmp_path):
+    """PyTensor's blas__ldflags, in a fresh process with an empty cache: the wrapper's flags (built at
+    the first read), the plain wheel flags with RECSYS_PARALLEL_GEMM=0 or a failing compiler, and a
+    user's blas__ldflags unchanged (and nothing built)."""
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTENSOR_FLAGS', 'RECSYS_PARALLEL_GEMM', 'CXX')}
+    env['XDG_CACHE_HOME'] = str(tmp_path)
+    if case == 'wrapper off':
+        env['RECSYS_PARALLEL_GEMM'] = '0'
+    elif case == 'failing compiler':
+        env['CXX'] = 'false'
+    elif case == 'explicit flags':
+        env['PYTENSOR_FLAGS'] = 'blas__ldflags=-lmyblas'
+    code = ('import os, gpu_ops, pytensor; print(os.path.exists({!r})); print(pytensor.config.blas__ldflags); '
+            'print(gpu_ops.toolchain.parallel_ops())').format(str(tmp_path / 'recsys_pytensor'))
+    out = subprocess.run([sys.executable, '-c', code], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    built_at_import, flags, parallel = out.stdout.splitlines()[-3:]
+    assert built_at_import == 'False'
+    if case == 'explicit flags':
+        assert (flags, parallel) == ('-lmyblas', 'False')
+        assert not os.path.exists(tmp_path / 'recsys_pytensor')
+        return
+    assert '-lscipy_openblas' in flags.split() and '-Dsger_=scipy_sger_' in flags.split()
+    if case == 'default':
+        assert parallel == 'True' and '-Dsgemm_=recsys_sgemm_' in flags.split()
+        assert glob.glob(str(tmp_path / 'recsys_pytensor' / 'parallel_gemm-*' / 'librecsys_parallel_gemm.so'))
+    else:
+        assert parallel == 'False' and '-Dsgemm_=scipy_sgemm_' in flags.split()

@@ -1,6 +1,6 @@
 """The parallel GEMM wrapper and the custom Ops' OpenMP loops against one thread.
 
-The wrapper (recsys_core/c/parallel_gemm.cpp) splits each product between OpenMP threads: its
+The wrapper (gpu_ops/c/parallel_gemm.cpp) splits each product between OpenMP threads: its
 result equals the unsplit product up to rounding (OpenBLAS picks kernels by size, so a share may
 sum in another order). The custom Ops split their loops so that their results are the same
 whatever the number of threads. The sizes here are large enough for the loops to take two threads.
