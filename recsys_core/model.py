@@ -172,6 +172,8 @@ class NeuralRecommender(Recommender):
 
         training: :class:`recsys_core.trainer.TrainingOptions` (validation, early stopping,
         checkpoints, warm start, step caps); fit_args go to the model's ``_training_plan``.
+        Sets ``epoch_stats`` (one dict per epoch) and ``training_history`` (one per validation:
+        step, epoch, value, best, seconds since the start).
         """
         from .trainer import Trainer, data_fingerprint
         trainer = Trainer(training, verbose)  # options are checked before anything is built
@@ -183,7 +185,7 @@ class NeuralRecommender(Recommender):
             fingerprint = {'model': '{}.{}'.format(type(self).__module__, type(self).__name__),
                            'parameters': repr(sorted(self.get_params().items())),
                            'training data': data_fingerprint(data, keys)}
-        trainer.run(self, plan, fingerprint)
+        self.training_history = trainer.run(self, plan, fingerprint)
         self._compiled = {}
         return self
 

@@ -120,10 +120,9 @@ class TrainingOptions:
 
 def data_fingerprint(data, columns):
     """A short hash of the training events, so a checkpoint is only resumed on the same data."""
-    h = hashlib.md5()
-    for c in columns:
-        h.update(np.ascontiguousarray(data[c].astype(str).values.astype('U')).tobytes())
-    return h.hexdigest()
+    import pandas as pd
+    rows = pd.util.hash_pandas_object(data[list(columns)].astype(str), index=False).values  # fixed hash key
+    return hashlib.md5(np.ascontiguousarray(rows).tobytes()).hexdigest()
 
 
 class Trainer:
@@ -144,6 +143,7 @@ class Trainer:
         model.epoch_stats = []
         self.history, self.best, self.best_step, self.bad = [], -np.inf, None, 0
         self.best_values = None
+        self.started, self.seconds_before = time.time(), 0.0
         start = {'epoch': 0, 'batch': 0, 'step': 0, 'costs': [], 'weights': [], 'seconds': 0.0}
         resumed = self._resume()
         if resumed is not None:
@@ -241,10 +241,12 @@ class Trainer:
             self.best_values = self.model.weight_values()
             if opt.checkpoint:
                 os.makedirs(opt.checkpoint, exist_ok=True)
+                self.model._sync_weights()  # the model file holds the current values
                 self.model.savemodel(os.path.join(opt.checkpoint, BEST))
         else:
             self.bad += 1
-        self.history.append({'step': step, 'epoch': epoch + 1, 'value': value, 'best': self.best})
+        self.history.append({'step': step, 'epoch': epoch + 1, 'value': value, 'best': self.best,
+                             'seconds': self.seconds_before + time.time() - self.started})
         stop = bool(opt.patience) and self.bad >= opt.patience
         if self.verbose:
             print('Step {} (epoch {}): valid {}@{}: {:.6f}{}{}'.format(
@@ -263,7 +265,8 @@ class Trainer:
                    'epoch': epoch, 'batch': batch, 'step': step, 'costs': list(costs), 'weights': list(weights),
                    'seconds': seconds, 'state': [v.get_value() for v in self.plan.state],
                    'host': self.plan.host_state(), 'history': self.history, 'best': self.best,
-                   'best_step': self.best_step, 'bad': self.bad, 'epoch_stats': self.model.epoch_stats}
+                   'best_step': self.best_step, 'bad': self.bad, 'epoch_stats': self.model.epoch_stats,
+                   'training_seconds': self.seconds_before + time.time() - self.started}
         write_atomic(os.path.join(opt.checkpoint, LAST), payload)
 
     def _resume(self):
@@ -290,6 +293,7 @@ class Trainer:
             var.set_value(value)
         self.history, self.best, self.best_step, self.bad = ck['history'], ck['best'], ck['best_step'], ck['bad']
         self.model.epoch_stats = ck['epoch_stats']
+        self.seconds_before = ck['training_seconds']
         best_path = os.path.join(opt.checkpoint, BEST)
         if self.best_step is not None and os.path.isfile(best_path):
             from .persistence import load_model
@@ -309,8 +313,8 @@ class Trainer:
         if warm.mapping is not None:
             copied = warm.mapping(old, new)
         else:
-            if getattr(source, 'item_index_ids', None) is not None and not np.array_equal(
-                    np.asarray(source.item_index_ids(), dtype=object), np.asarray(self.model.item_index_ids(), dtype=object)):
+            if not np.array_equal(np.asarray(source.index_ids(), dtype=object),
+                                  np.asarray(self.model.index_ids(), dtype=object)):
                 raise UserError('Warm start: the two models index items differently (other training data); '
                                 'copying weights by name needs the same item index')
             copied = {k: v for k, v in old.items() if k in new and np.shape(v) == np.shape(new[k])}
