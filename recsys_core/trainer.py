@@ -27,8 +27,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .backend import collector_paused
 from .errors import UserError
 from .persistence import write_atomic
+from .threads import ThreadTuner
 
 CHECKPOINT_TAG = 'pytensor-recsys-checkpoint'
 CHECKPOINT_VERSION = 1
@@ -150,6 +152,15 @@ class Trainer:
             start = resumed
         elif opt.warm_start is not None:
             self._warm_start(opt.warm_start)
+        # fewer threads while another process takes the cores (recsys_core.threads); the collector off
+        with collector_paused(), ThreadTuner() as tuner:
+            self._loop(start, tuner)
+        self._finish()
+        return self.history
+
+    def _loop(self, start, tuner):
+        """The epoch and step loop of :meth:`run` from position ``start``."""
+        opt, plan, model = self.options, self.plan, self.model
         step = start['step']
         stopped = False
         for epoch in range(start['epoch'], plan.n_epochs):
@@ -159,8 +170,11 @@ class Trainer:
             weights = list(start['weights']) if skip else []
             earlier = start['seconds'] if skip else 0.0
             n_batch = 0
+            if skip:  # resuming inside an epoch: replay its batch order from the epoch's start state
+                plan.set_host_state(start['epoch_host'])
+            self.epoch_host = plan.host_state()
             for batch, weight in plan.batches(epoch):
-                if n_batch < skip:  # resuming inside an epoch: replay the batch order, not the steps
+                if n_batch < skip:  # ... without running the steps, then take the state of the checkpoint
                     n_batch += 1
                     if n_batch == skip:
                         plan.set_host_state(start['host'])
@@ -168,6 +182,7 @@ class Trainer:
                 if opt.max_batches_per_epoch and n_batch >= opt.max_batches_per_epoch:
                     break
                 cost = plan.step(batch)
+                tuner.tick()
                 n_batch += 1
                 step += 1
                 costs.append(cost)
@@ -198,8 +213,6 @@ class Trainer:
             self._save_last(epoch + 1, 0, step, [], [], 0.0)
         if stopped and not model.error_during_train:
             self._save_last(plan.n_epochs, 0, step, [], [], 0.0)  # a resumed run of a finished one trains no more
-        self._finish()
-        return self.history
 
     def _epoch_line(self, epoch, costs, weights, seconds):
         if not costs:
@@ -264,7 +277,7 @@ class Trainer:
         payload = {'format': CHECKPOINT_TAG, 'version': CHECKPOINT_VERSION, 'fingerprint': self.fingerprint,
                    'epoch': epoch, 'batch': batch, 'step': step, 'costs': list(costs), 'weights': list(weights),
                    'seconds': seconds, 'state': [v.get_value() for v in self.plan.state],
-                   'host': self.plan.host_state(), 'history': self.history, 'best': self.best,
+                   'host': self.plan.host_state(), 'epoch_host': self.epoch_host if batch else None, 'history': self.history, 'best': self.best,
                    'best_step': self.best_step, 'bad': self.bad, 'epoch_stats': self.model.epoch_stats,
                    'training_seconds': self.seconds_before + time.time() - self.started}
         write_atomic(os.path.join(opt.checkpoint, LAST), payload)
