@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 
-from recsys_core.cli import model_class, run_main
+from recsys_core.cli import KEYS, add_shared_arguments, check_cutoffs, check_metric, check_positive, model_class, run_main
 from recsys_core.errors import UserError
 
 
@@ -20,19 +20,20 @@ def build_parser():
                                             'maximising recall or MRR on a validation set.')
     p.add_argument('path', metavar='PATH', type=str, help='Path to the training data (TAB separated file (.tsv or .txt) or pickled pandas.DataFrame object (.pickle)).')
     p.add_argument('test', metavar='TEST_PATH', type=str, help='Path to the validation data the study maximises the primary metric on.')
-    p.add_argument('-g', '--gru4rec_model', metavar='GRFILE', type=str, default='gru4rec', help='Model package to tune (any package run.py -g accepts). (Default: gru4rec)')
-    p.add_argument('-d', '--device', metavar='D', type=str, default=None, help='Device of the training processes: cpu or cuda (passed to run.py -d; replaces the original -tf). (Default: $RECSYS_DEVICE or cpu)')
+    add_shared_arguments(p, 'model', 'device', helps={
+        'model': 'Model package to tune (any package run.py -g accepts). (Default: gru4rec)',
+        'device': 'Device of the training processes: cpu or cuda (passed to run.py -d; replaces the original -tf). '
+                  '(Default: $RECSYS_DEVICE or cpu)'})
     p.add_argument('-fp', '--fixed_parameters', metavar='PARAM_STRING', type=str, help='Fixed training parameters as one parameter string: `param_name1=param_value1,param_name2=param_value2...`, e.g. `loss=bpr-max,layers=100,constrained_embedding=True`. Lists use / as the separator (e.g. layers=200/200).')
     p.add_argument('-opf', '--optuna_parameter_file', metavar='PATH', type=str, required=True, help='File describing the parameter space (JSON lines; see paramspaces/).')
     p.add_argument('-m', '--measure', metavar='AT', type=int, nargs='?', default=20, help='Recommendation list length the trials are measured at (a single value). (Default: 20)')
     p.add_argument('-nt', '--ntrials', metavar='NT', type=int, nargs='?', default=50, help='Number of trials in the study (counted over every worker and every resumed run). (Default: 50)')
     p.add_argument('-fm', '--final_measure', metavar='AT', type=int, nargs='*', default=[20], help='List lengths to measure the best parameters at after the search. (Default: 20)')
-    p.add_argument('-pm', '--primary_metric', metavar='METRIC', choices=['recall', 'mrr', 'ndcg'], default='recall', help='Metric to maximise, recall or mrr (ndcg with --protocol last, where recall means HR). (Default: recall)')
-    p.add_argument('--protocol', metavar='P', choices=['next', 'last'], default='next', help='Evaluation protocol of the trials, as run.py --protocol: next (every next event) or last (last item of each sequence). (Default: next)')
-    p.add_argument('-e', '--eval_type', metavar='EVAL_TYPE', choices=['standard', 'conservative', 'median', 'tiebreaking'], default='standard', help='How to rank items with the same score as the target: standard, conservative, median or tiebreaking. (Default: standard)')
-    p.add_argument('-ik', '--item_key', metavar='IK', type=str, default='ItemId', help='Column name of the item IDs (default: ItemId).')
-    p.add_argument('-sk', '--session_key', metavar='SK', type=str, default='SessionId', help='Column name of the session IDs (default: SessionId).')
-    p.add_argument('-tk', '--time_key', metavar='TK', type=str, default='Time', help='Column name of the timestamps (default: Time).')
+    add_shared_arguments(p, 'primary_metric', 'protocol', 'eval_type', *KEYS, helps={
+        'primary_metric': 'Metric to maximise, recall or mrr (ndcg with --protocol last, where recall means HR). '
+                          '(Default: recall)',
+        'protocol': 'Evaluation protocol of the trials, as run.py --protocol: next (every next event) or last (last '
+                    'item of each sequence). (Default: next)'})
     p.add_argument('-j', '--jobs', metavar='N', type=int, default=1, help='Trials run at the same time by this process, each in its own process. (Default: 1)')
     p.add_argument('--storage', metavar='URL', type=str, default=None, help='Optuna storage URL shared by all workers, e.g. postgresql://user:pw@host/db. (Default: a SQLite file in the study folder)')
     p.add_argument('--study-name', metavar='NAME', type=str, default=None, help='Study name. (Default: derived from the model, data, fixed parameters and space, so the same command resumes the same study)')
@@ -48,16 +49,12 @@ def check_args(args):
                        ('parameter space file', args.optuna_parameter_file)):
         if not os.path.isfile(path):
             raise UserError('{} not found: {}'.format(name.capitalize(), path))
-    if args.ntrials is None or args.ntrials < 1:
-        raise UserError('-nt/--ntrials must be a positive integer')
-    if args.jobs < 1:
-        raise UserError('-j/--jobs must be a positive integer')
-    if args.heartbeat < 1:
-        raise UserError('--heartbeat must be at least 1 second')
-    if args.measure is None or args.measure < 1 or not args.final_measure or min(args.final_measure) < 1:
-        raise UserError('-m and -fm values must be positive integers')
-    if args.primary_metric == 'ndcg' and args.protocol != 'last':
-        raise UserError('-pm ndcg needs --protocol last')
+    check_positive(args.ntrials, '-nt/--ntrials')
+    check_positive(args.jobs, '-j/--jobs')
+    check_positive(args.heartbeat, '--heartbeat', 'at least 1 second')
+    check_cutoffs([args.measure], '-m and -fm')
+    check_cutoffs(args.final_measure, '-m and -fm')
+    check_metric(args)
     if args.study_name is not None and not args.study_name.strip():
         raise UserError('--study-name must not be empty')
 

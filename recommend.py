@@ -9,11 +9,11 @@ class offers ``recommend`` (GRU4Rec does).
 import argparse
 
 from recsys_core import backend
-from recsys_core.cli import run_main
+from recsys_core.cli import KEYS, add_shared_arguments, check_positive, run_main
 from recsys_core.errors import UserError
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description='Top-k next-item recommendations from a saved model.')
     p.add_argument('model', metavar='MODEL_PATH')
     p.add_argument('items', metavar='ITEM', nargs='*', help='item ids of one session, oldest first')
@@ -21,15 +21,15 @@ def main(argv=None):
     p.add_argument('-k', type=int, default=20, help='number of items to recommend (default: 20)')
     p.add_argument('--exclude-seen', action='store_true', help='do not recommend items already in the session')
     p.add_argument('--skip-unknown', action='store_true', help='ignore items the model does not know instead of failing')
-    p.add_argument('-d', '--device', default=None)
-    p.add_argument('-ik', '--item_key', default='ItemId')
-    p.add_argument('-sk', '--session_key', default='SessionId')
-    p.add_argument('-tk', '--time_key', default='Time')
-    args = p.parse_args(argv)
+    add_shared_arguments(p, 'device', *KEYS)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if bool(args.items) == bool(args.sessions):
         raise UserError('Give either item ids of one session or --sessions FILE (not both)')
-    if args.k < 1:
-        raise UserError('-k must be a positive integer')
+    check_positive(args.k, '-k')
     backend.configure(args.device)
     from recsys_core.persistence import load_model
     model = load_model(args.model)

@@ -8,7 +8,7 @@ import os
 import time
 
 from recsys_core import backend
-from recsys_core.cli import model_class, run_main
+from recsys_core.cli import KEYS, add_shared_arguments, check_cutoffs, check_metric, model_class, run_main
 from recsys_core.errors import UserError
 
 
@@ -21,16 +21,10 @@ def build_parser():
     p.add_argument('-s', '--save_model', metavar='MODEL_PATH', type=str, help='Save the trained model to MODEL_PATH (written atomically). (Default: don\'t save model)')
     p.add_argument('-t', '--test', metavar='TEST_PATH', type=str, nargs='+', help='Path(s) to test data set(s); several can be given. (Default: don\'t evaluate the model)')
     p.add_argument('-m', '--measure', metavar='AT', type=int, nargs='+', default=[20], help='Measure recall & MRR at these recommendation list length(s). (Default: 20)')
-    p.add_argument('-e', '--eval_type', metavar='EVAL_TYPE', choices=['standard', 'conservative', 'median', 'tiebreaking'], default='standard', help='How to rank items with the same score as the target: standard, conservative, median or tiebreaking. (Default: standard)')
+    add_shared_arguments(p, 'eval_type')
     p.add_argument('-ss', '--sample_store_size', metavar='SS', type=int, default=10000000, help='Size of the negative sample buffer (number of item ids). (Default: 10000000)')
     p.add_argument('--sample_store_on_cpu', action='store_true', help='Keep the sample store in host memory (the only option on the CPU; matters for -d cuda).')
-    p.add_argument('-g', '--gru4rec_model', metavar='GRFILE', type=str, default='gru4rec', help='Model package to use (any package exposing MODEL_CLASS). (Default: gru4rec)')
-    p.add_argument('-d', '--device', metavar='D', type=str, default=None, help='Device: cpu or cuda (Default: $RECSYS_DEVICE or cpu)')
-    p.add_argument('-ik', '--item_key', metavar='IK', type=str, default='ItemId', help='Column name of the item IDs (default: ItemId).')
-    p.add_argument('-sk', '--session_key', metavar='SK', type=str, default='SessionId', help='Column name of the session IDs (default: SessionId).')
-    p.add_argument('-tk', '--time_key', metavar='TK', type=str, default='Time', help='Column name of the timestamps (default: Time).')
-    p.add_argument('-pm', '--primary_metric', metavar='METRIC', choices=['recall', 'mrr', 'ndcg'], default='recall', help='Primary metric, recall or mrr (e.g. for paropt); ndcg with --protocol last, where recall means HR. (Default: recall)')
-    p.add_argument('--protocol', metavar='P', choices=['next', 'last'], default='next', help='next: rank every next event of the test sessions (GRU4Rec, Recall/MRR); last: rank only the last item of each test sequence (NextItNet/CpRec, HR/MRR/NDCG). (Default: next)')
+    add_shared_arguments(p, 'model', 'device', *KEYS, 'primary_metric', 'protocol')
     p.add_argument('-lpm', '--log_primary_metric', action='store_true', help='Print the primary metric at the first cut-off as `PRIMARY METRIC: value` after each evaluation.')
     return p
 
@@ -39,10 +33,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if (args.parameter_string is not None) + (args.parameter_file is not None) + args.load_model != 1:
         raise UserError('Exactly one of the following parameters must be provided: --parameter_string, --parameter_file, --load_model')
-    if min(args.measure) < 1:
-        raise UserError('-m/--measure values must be positive integers')
-    if args.primary_metric == 'ndcg' and args.protocol != 'last':
-        raise UserError('-pm ndcg needs --protocol last')
+    check_cutoffs(args.measure, '-m/--measure')
+    check_metric(args)
     backend.configure(args.device, verbose=True)
     from recsys_core.data import load_events
     from recsys_core.evaluation import evaluate_sessions

@@ -99,6 +99,9 @@ def test_parallel_workers_in_one_process(tiny_files, tmp_path):
     ({'storage': 'nosuchdb://x'}, 'Cannot open the Optuna storage nosuchdb://x'),
     ({'train': '/no/such/train.tsv'}, 'Training data not found: /no/such/train.tsv'),
     ({'args': ['-nt', '0']}, '-nt/--ntrials must be a positive integer'),
+    ({'args': ['-fm', '5', '0']}, '-m and -fm values must be positive integers'),
+    ({'args': ['-pm', 'ndcg']}, '-pm ndcg needs --protocol last'),
+    ({'args': ['--heartbeat', '0']}, '--heartbeat must be at least 1 second'),
     ({'args': ['-d', 'cuda']}, '-d cuda'),  # test machines have no GPU: refused before any study file
 ])
 def test_bad_input_gives_one_clear_error_and_exit_1(tiny_files, tmp_path, change, message):

@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 from recsys_core.errors import UserError
 from recsys_core.tuning.space import format_space, load_space
 from recsys_core.tuning.study import Search, TrialCounts, open_storage, open_study
-from recsys_core.tuning.trial_process import TrialOutcome, join_params
+from recsys_core.tuning.trial_process import TrialOutcome, join_params, run_py_command
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -62,6 +62,22 @@ def test_duplicate_and_empty_spaces_are_errors(tmp_path):
 
 def test_param_strings_use_the_original_list_separator():
     assert join_params({'layers': [96, 64], 'loss': 'bpr-max', 'lr': 0.05}) == 'layers=96/64,loss=bpr-max,lr=0.05'
+
+
+@pytest.mark.parametrize('device,protocol', [(None, 'next'), ('cpu', 'last')])
+def test_a_trial_command_passes_the_shared_flags_on_to_run_py(device, protocol):
+    import run
+    cfg = {'train': 'tr.tsv', 'test': 'te.tsv', 'model': 'nextitnet', 'primary_metric': 'mrr',
+           'eval_type': 'conservative', 'item_key': 'I', 'session_key': 'S', 'time_key': 'T', 'device': device,
+           'protocol': protocol}
+    cmd = run_py_command(cfg, {'layers': [8, 4]}, [5, 10], log_primary_metric=True)
+    args = run.build_parser().parse_args(cmd[3:])
+    assert (args.path, args.test, args.gru4rec_model, args.parameter_string, args.measure) == (
+        'tr.tsv', ['te.tsv'], 'nextitnet', 'layers=8/4', [5, 10])
+    assert all(getattr(args, k) == cfg[k] for k in ('primary_metric', 'eval_type', 'item_key', 'session_key',
+                                                    'time_key', 'device', 'protocol'))
+    assert args.log_primary_metric
+    assert ('--protocol' in cmd) == (protocol != 'next') and ('-d' in cmd) == (device is not None)
 
 
 def frozen(number, state, history=()):

@@ -5,6 +5,8 @@ import re
 import pytest
 from conftest import cli
 
+from recsys_core.errors import UserError
+
 PARAMS = 'loss=bpr-max,final_act=elu-0.5,constrained_embedding=True,layers=32,batch_size=16,n_sample=32,n_epochs=2'
 
 
@@ -110,3 +112,58 @@ def test_failed_training_writes_no_model_file(files):
     out = cli('run.py', str(files['dir'] / 'only_header.tsv'), '-ps', PARAMS, '-s', str(target))
     assert out.returncode == 1 and not target.exists()
     assert not [f for f in os.listdir(files['dir']) if '.tmp-' in f]
+
+
+def test_the_shared_flags_are_the_same_in_every_front_end():
+    import paropt
+    import recommend
+    import run
+    from recsys_core.cli import SHARED_ARGUMENTS
+
+    def actions(parser):
+        return {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+    parsers = {'run.py': actions(run.build_parser()), 'paropt.py': actions(paropt.build_parser()),
+               'recommend.py': actions(recommend.build_parser())}
+    expected = {'run.py': set(SHARED_ARGUMENTS), 'paropt.py': set(SHARED_ARGUMENTS),
+                'recommend.py': {'device', 'item_key', 'session_key', 'time_key'}}
+    for script, names in expected.items():
+        for name in names:
+            flags, spec = SHARED_ARGUMENTS[name]
+            a = parsers[script][flags[0]]
+            assert tuple(a.option_strings) == flags, (script, name)
+            assert (a.default, a.metavar, a.choices) == (spec['default'], spec['metavar'], spec.get('choices')), (script, name)
+    run_defaults = run.build_parser().parse_args(['train.tsv', '-l'])
+    assert (run_defaults.gru4rec_model, run_defaults.device, run_defaults.eval_type, run_defaults.primary_metric,
+            run_defaults.protocol, run_defaults.item_key, run_defaults.session_key, run_defaults.time_key) == (
+        'gru4rec', None, 'standard', 'recall', 'next', 'ItemId', 'SessionId', 'Time')
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['t.tsv', '-l', '-m', '5', '0'], '-m/--measure values must be positive integers'),
+    (['t.tsv', '-l', '-pm', 'ndcg'], '-pm ndcg needs --protocol last'),
+])
+def test_run_argument_checks(argv, message):
+    import run
+    with pytest.raises(UserError, match=re.escape(message)):
+        run.main(argv)
+
+
+def test_recommend_argument_checks():
+    import recommend
+    with pytest.raises(UserError, match='-k must be a positive integer'):
+        recommend.main(['model.pickle', '7', '-k', '0'])
+    with pytest.raises(UserError, match='not both'):
+        recommend.main(['model.pickle'])
+
+
+def test_shared_checks_messages():
+    from recsys_core import cli
+    for values in ([], [0], [5, -1], [None]):
+        with pytest.raises(UserError, match=re.escape('-m and -fm values must be positive integers')):
+            cli.check_cutoffs(values, '-m and -fm')
+    cli.check_cutoffs([1, 20], '-m')
+    with pytest.raises(UserError, match='^--heartbeat must be at least 1 second$'):
+        cli.check_positive(0, '--heartbeat', 'at least 1 second')
+    with pytest.raises(UserError, match='^-j/--jobs must be a positive integer$'):
+        cli.check_positive(None, '-j/--jobs')
+    assert cli.flag('item_key') == '-ik' and cli.flag('protocol') == '--protocol'

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+from ..cli import KEYS, flag
+
 RUN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'run.py')
 METRIC_LINE = re.compile(r'^PRIMARY METRIC: (\S+)\s*$')
 # run.py exits with 1 after printing ``ERROR: ...`` for a problem it diagnosed (e.g. NaN loss): such a
@@ -34,14 +36,14 @@ def join_params(params):
 
 def run_py_command(cfg, params, measure, log_primary_metric):
     """The run.py command line of a trial (one cut-off, -lpm) or of the final evaluation."""
-    cmd = [sys.executable, '-u', RUN_PY, cfg['train'], '-t', cfg['test'], '-g', cfg['model'],
-           '-ps', join_params(params), '-m'] + [str(m) for m in measure] + [
-           '-pm', cfg['primary_metric'], '-e', cfg['eval_type'],
-           '-ik', cfg['item_key'], '-sk', cfg['session_key'], '-tk', cfg['time_key']]
+    cmd = [sys.executable, '-u', RUN_PY, cfg['train'], '-t', cfg['test'], flag('model'), cfg['model'],
+           '-ps', join_params(params), '-m'] + [str(m) for m in measure]
+    for name in ('primary_metric', 'eval_type') + KEYS:  # the flags paropt shares with run.py, passed on
+        cmd += [flag(name), cfg[name]]
     if cfg.get('device'):
-        cmd += ['-d', cfg['device']]
+        cmd += [flag('device'), cfg['device']]
     if cfg.get('protocol', 'next') != 'next':
-        cmd += ['--protocol', cfg['protocol']]
+        cmd += [flag('protocol'), cfg['protocol']]
     if log_primary_metric:
         cmd.append('-lpm')
     return cmd
