@@ -3,9 +3,9 @@
 A reader (or a crash) never sees a half-written file: the temporary is flushed and fsynced before
 ``os.replace`` puts it in place, and on any failure inside the block it is removed and the old file,
 if any, is left as it was. Model files, TSV outputs, paropt's best parameters and plots all use
-:func:`atomic_write`. (The compiled-library caches of ``recsys_core/__init__.py`` and
-``gpu_ops/cuda_kernels.py`` build with a compiler into a temporary path of their own and rename
-it the same way; gpu_ops does not import recsys_core.)
+:func:`atomic_write`. (The compiled-library caches of ``gpu_ops/toolchain.py`` and
+``gpu_ops/cuda_kernels.py`` have a compiler write a temporary path of their own and rename it the
+same way: gpu_ops does not import recsys_core.)
 """
 import contextlib
 import os
