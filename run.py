@@ -1,7 +1,9 @@
 """Train or load a model and measure recall and MRR on test sets: the original GRU4Rec run.py.
 
-Same flags and output lines as github hidasib/GRU4Rec's run.py, plus -d/--device. -g names the
-model package (gru4rec by default); any package exposing MODEL_CLASS works.
+Same flags and output lines as github hidasib/GRU4Rec's run.py, plus -d/--device, --protocol and
+the training flags of the shared trainer (-v/--valid, --valid_metric, --eval_every, --patience,
+--max_steps, --checkpoint, --checkpoint_every, --warm_start). -g names the model package (gru4rec
+by default); any package exposing MODEL_CLASS works, and run.py never special-cases one.
 """
 import argparse
 import os
@@ -26,7 +28,46 @@ def build_parser():
     p.add_argument('--sample_store_on_cpu', action='store_true', help='Keep the sample store in host memory (the only option on the CPU; matters for -d cuda).')
     add_shared_arguments(p, 'model', 'device', *KEYS, 'primary_metric', 'protocol')
     p.add_argument('-lpm', '--log_primary_metric', action='store_true', help='Print the primary metric at the first cut-off as `PRIMARY METRIC: value` after each evaluation.')
+    t = p.add_argument_group('training (every gradient-trained model; recsys_core.trainer)')
+    t.add_argument('-v', '--valid', metavar='VALID_PATH', type=str, help='Validation data, evaluated during training (with --protocol and -e); with it, training ends with the weights of the best evaluation. (Default: no validation)')
+    t.add_argument('--valid_metric', metavar='METRIC@K', type=str, help='Metric and cut-off chosen on the validation data, e.g. mrr@5 (recall, mrr; hr and ndcg with --protocol last). (Default: the primary metric -pm at the first -m cut-off)')
+    t.add_argument('--eval_every', metavar='N', type=int, default=0, help='Evaluate on --valid every N training steps (mini-batches). (Default: 0 = at the end of each epoch)')
+    t.add_argument('--patience', metavar='K', type=int, default=0, help='Stop training after K evaluations without improvement of the validation metric. (Default: 0 = never stop early)')
+    t.add_argument('--max_steps', metavar='N', type=int, default=0, help='Stop training after N steps in all, whatever n_epochs says. (Default: 0 = no cap)')
+    t.add_argument('--checkpoint', metavar='DIR', type=str, help='Keep the training state in DIR (last.ckpt at every evaluation and epoch end, best.model at the best evaluation, both written atomically); running the same command again resumes from DIR. (Default: no checkpoints)')
+    t.add_argument('--checkpoint_every', metavar='N', type=int, default=0, help='Also write last.ckpt every N steps. (Default: 0 = only at evaluations and epoch ends)')
+    t.add_argument('--warm_start', metavar='MODEL_PATH', type=str, help='Start from the weights of a saved model (every weight of the same name and shape; the item index must be the same). (Default: the model\'s own initialisation)')
     return p
+
+
+def training_options(args, keys):
+    """The trainer's options from run.py's training flags (None when none is given)."""
+    from recsys_core.data import load_events
+    from recsys_core.trainer import TrainingOptions, WarmStart
+    given = (args.valid, args.eval_every, args.patience, args.max_steps, args.checkpoint, args.checkpoint_every,
+             args.warm_start, args.valid_metric)
+    if not any(given):
+        return None
+    metric, cut_off = args.primary_metric, args.measure[0]
+    if args.valid_metric:
+        name, _, k = args.valid_metric.partition('@')
+        if not k.isdigit() or int(k) < 1:
+            raise UserError('--valid_metric must look like mrr@5 (a metric name, @, a positive cut-off), not {!r}'.format(
+                args.valid_metric))
+        metric, cut_off = name.lower(), int(k)
+    if args.warm_start and not os.path.isfile(args.warm_start):
+        raise UserError('Warm-start model file not found: {}'.format(args.warm_start))
+    valid = None
+    if args.valid:
+        print('Loading validation data...')
+        valid = load_events(args.valid, args.session_key, args.item_key, args.time_key)
+    options = TrainingOptions(max_steps=args.max_steps, valid=valid, protocol=args.protocol, metric=metric,
+                              cut_off=cut_off, eval_every=args.eval_every, patience=args.patience,
+                              checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                              warm_start=WarmStart(args.warm_start) if args.warm_start else None,
+                              eval_mode=args.eval_type, keys=keys)
+    options.check()
+    return options
 
 
 def main(argv=None):
@@ -37,8 +78,7 @@ def main(argv=None):
     check_metric(args)
     backend.configure(args.device, verbose=True)
     from recsys_core.data import load_events
-    from recsys_core.evaluation import evaluate_sessions
-    from recsys_core.last_item_eval import evaluate_last_items
+    from recsys_core.evaluation import evaluate
     from recsys_core.params import load_param_file, parse_param_string
     from recsys_core.persistence import load_model
     keys = dict(session_key=args.session_key, item_key=args.item_key, time_key=args.time_key)
@@ -56,6 +96,7 @@ def main(argv=None):
         model = cls()
         model.set_params(**params)
         model.set_params(verbose=False, **{k: v for k, v in keys.items() if k not in params})
+        training = training_options(args, keys)
         print('Loading training data...')
         data = load_events(args.path, args.session_key, args.item_key, args.time_key)
         data = data.rename(columns={args.session_key: model.session_key, args.item_key: model.item_key,
@@ -64,7 +105,9 @@ def main(argv=None):
             print('WARNING! The sample store is set to be on the CPU. This will make training significantly slower on the GPU.')
         print('Started training')
         t0 = time.time()
-        model.fit(data, sample_store=args.sample_store_size, store_type='cpu' if args.sample_store_on_cpu else 'gpu')
+        fit_args = dict(training=training) if training is not None else {}
+        model.fit(data, sample_store=args.sample_store_size, store_type='cpu' if args.sample_store_on_cpu else 'gpu',
+                  **fit_args)
         print('Total training time: {:.2f}s'.format(time.time() - t0))
         if args.save_model is not None:
             print('Saving trained model to: {}'.format(args.save_model))
@@ -76,20 +119,12 @@ def main(argv=None):
             test_data = load_events(test_file, args.session_key, args.item_key, args.time_key)
             print('Starting evaluation (cut-off={}, using {} mode for tiebreaking)'.format(args.measure, args.eval_type))
             t0 = time.time()
-            if args.protocol == 'last':
-                res = evaluate_last_items(model, test_data, cut_off=args.measure, mode=args.eval_type, **keys)
-                print('Evaluation took {:.2f}s'.format(time.time() - t0))
-                for i, c in enumerate(args.measure):
-                    print('HR@{}: {:.6f} MRR@{}: {:.6f} NDCG@{}: {:.6f}'.format(c, res['hr'][i], c, res['mrr'][i], c,
-                                                                           res['ndcg'][i]))
-                primary = res[{'recall': 'hr', 'mrr': 'mrr', 'ndcg': 'ndcg'}[args.primary_metric]][0]
-            else:
-                res = evaluate_sessions(model, test_data, batch_size=512, cut_off=args.measure, mode=args.eval_type,
-                                        **keys)
-                print('Evaluation took {:.2f}s'.format(time.time() - t0))
-                for i, c in enumerate(args.measure):
-                    print('Recall@{}: {:.6f} MRR@{}: {:.6f}'.format(c, res[0][i], c, res[1][i]))
-                primary = res[0 if args.primary_metric == 'recall' else 1][0]
+            res = evaluate(model, test_data, protocol=args.protocol, cut_off=args.measure, mode=args.eval_type,
+                           batch_size=512, **keys)
+            print('Evaluation took {:.2f}s'.format(time.time() - t0))
+            for line in res.lines():
+                print(line)
+            primary = res.value(args.primary_metric, args.measure[0])
             if args.log_primary_metric:
                 print('PRIMARY METRIC: {}'.format(primary))
     return 0

@@ -128,7 +128,7 @@ def run_ours(params, cell, data, steps, init=None):
     m.fit(data, verbose=False)
     if init is not None:
         m.weights = OrderedDict((k, np.ascontiguousarray(init[k], dtype='float32')) for k in m.weights)
-    m._shared_weights()
+    m._make_shared()
     idx = m.itemidmap[data.ItemId.values].values.astype('int32')
     m.shared_prior = pytensor.shared(np.bincount(idx, minlength=m.n_items).astype('float32'))
     train = m._build_train(None)

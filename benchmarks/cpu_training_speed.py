@@ -69,7 +69,7 @@ from recsys_core.sampling import SampleStore
 import pytensor
 data = pd.read_csv({path!r}, sep='\\t', dtype={{'ItemId': str}})
 m = GRU4Rec(**{params!r}); m.n_epochs = 0; m.fit(data, verbose=False)
-m._shared_weights()
+m._make_shared()
 idx = m.itemidmap[data.ItemId.values].values.astype('int32')
 support = np.bincount(idx, minlength=m.n_items).astype('float32')
 m.shared_prior = pytensor.shared(support)

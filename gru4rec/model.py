@@ -21,7 +21,6 @@ Differences from the Theano original (github hidasib/GRU4Rec, a4ed5fb), all deli
   so initial weights are identical.
 - batch_size larger than the number of sessions is capped instead of failing.
 """
-import time
 from collections import OrderedDict
 
 import numpy as np
@@ -33,15 +32,15 @@ import gpu_ops
 from gpu_ops.layout import contiguous
 from recsys_core import data as datatools
 from recsys_core.activations import build_activation, check_activation
-from recsys_core.backend import collector_paused, compile_function
+from recsys_core.backend import compile_function
 from recsys_core.batching import Shrink, session_parallel
 from recsys_core.errors import UserError
 from recsys_core.optim import ADAPTS, N_ADAPT_PARAMS, Optimizer, SparseParam
-from recsys_core.params import KEY_PARAMS, Param, ParamSet, format_set_line
-from recsys_core.persistence import load_model, save_model
+from recsys_core.model import NeuralRecommender
+from recsys_core.params import KEY_PARAMS, Param, format_set_line
 from recsys_core.randomness import RandomSource, dropout
 from recsys_core.sampling import SampleStore
-from recsys_core.threads import ThreadTuner
+from recsys_core.trainer import TrainingPlan
 
 from .losses import LOSSES, sampled_loss
 
@@ -103,7 +102,7 @@ GRU_CELLS = ('pytorch', 'theano')
 """The two GRU steps of the reference implementations (see :meth:`GRU4Rec._gru_layer`)."""
 
 
-class GRU4Rec(ParamSet):
+class GRU4Rec(NeuralRecommender):
     """Session-based recommender with GRU layers, trained with session-parallel mini-batches."""
 
     PARAMS = [
@@ -135,11 +134,9 @@ class GRU4Rec(ParamSet):
         Param('gru_cell', 'pytorch', _one_of(GRU_CELLS)),
     ] + KEY_PARAMS
 
+    LEGACY_DEFAULTS = {'gru_cell': 'theano'}  # model files written before gru_cell used the original's step
+
     def __init__(self, **kwargs):
-        self.weights = None
-        self.itemidmap = None
-        self.error_during_train = False
-        self._compiled = {}
         self._predict_state = None
         super().__init__(**kwargs)
 
@@ -159,10 +156,6 @@ class GRU4Rec(ParamSet):
             self.embedding = self.layers[0]
             if verbose:
                 print(format_set_line('embedding', self.embedding, maxk, maxv))
-
-    @property
-    def n_items(self):
-        return len(self.itemidmap)
 
     # ----------------------------------------------------------------- weights
     def _init_weights(self):
@@ -215,13 +208,6 @@ class GRU4Rec(ParamSet):
         """True for the layers that step as torch.nn.GRUCell (gru_cell='pytorch'; the port computes a
         one-hot input layer in the original's form)."""
         return self.gru_cell == 'pytorch' and not (i == 0 and self._input_mode() == 'onehot')
-
-    def _shared_weights(self):
-        self.shared = OrderedDict((k, pytensor.shared(v, name=k)) for k, v in self.weights.items())
-
-    def _sync_weights(self):
-        """Copy trained values back from the shared variables (plain arrays for saving)."""
-        self.weights = OrderedDict((k, s.get_value()) for k, s in self.shared.items())
 
     # ----------------------------------------------------------------- network
     def _input_mode(self):
@@ -381,31 +367,30 @@ class GRU4Rec(ParamSet):
         items = pt.ivector('items')
         return compile_function([h, items], self._scores(h, items if with_items else None))
 
-    def _function(self, key, build):
-        if key not in self._compiled:
-            self._compiled[key] = build()
-        return self._compiled[key]
-
     def _zero_state(self, n):
         return [np.zeros((n, h), dtype='float32') for h in self.layers]
 
     # ----------------------------------------------------------------- training
-    def fit(self, data, sample_store=10000000, store_type='gpu', verbose=True):
+    def fit(self, data, sample_store=10000000, store_type='gpu', verbose=True, training=None):
         """Train on a DataFrame of events (session_key, item_key, time_key columns).
 
         sample_store: size of the negative-sample store in item ids (run.py -ss). store_type ('gpu' or
         'cpu', run.py --sample_store_on_cpu) is accepted for the original's interface; on the CPU
-        device both mean host memory.
+        device both mean host memory. training: recsys_core.trainer.TrainingOptions (validation,
+        early stopping, checkpoints, warm start, step caps).
         """
+        return super().fit(data, verbose=verbose, training=training, sample_store=sample_store)
+
+    def _training_plan(self, data, verbose, sample_store=10000000):
+        """Weights, sample store and the compiled step; batches are session-parallel mini-batches
+        whose hidden states the plan carries from step to step."""
         events = datatools.TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
-        self.error_during_train = False
-        self._compiled = {}
         self._predict_state = None
         data, self.itemidmap = events.data, events.itemidmap
         item_idx, offsets = events.items, events.offsets
         n_sessions = len(offsets) - 1
         self.weights = self._init_weights()
-        self._shared_weights()
+        self._make_shared()
         support = np.bincount(item_idx, minlength=self.n_items).astype('float32')
         self.shared_prior = pytensor.shared(support, name='P0')
         store = SampleStore(support, self.sample_alpha, self.n_sample, sample_store, verbose=verbose) \
@@ -420,60 +405,36 @@ class GRU4Rec(ParamSet):
             base_order = np.argsort(first_time, kind='mergesort')
         else:
             base_order = np.arange(n_sessions)
-        self.epoch_stats = []
         min_valid = 2 if self.n_sample == 0 else 1
-        # ThreadTuner: fewer threads while another process takes the cores (recsys_core.threads)
-        with collector_paused(), ThreadTuner() as tuner:
-            self._epochs(train, item_idx, offsets, base_order, store, n_sessions, min_valid, tuner, verbose)
-        self._sync_weights()
-        self._compiled = {}
-        return self
+        host = {'H': None, 'shuffle': np.random.RandomState(42), 'store': store.get_state() if store else None}
 
-    def _epochs(self, train, item_idx, offsets, base_order, store, n_sessions, min_valid, tuner, verbose):
-        """The epoch loop of :meth:`fit` (returns early, model marked failed, on a NaN loss)."""
-        shuffle_rng = np.random.RandomState(42)
-        for epoch in range(self.n_epochs):
-            t0 = time.time()
-            order = shuffle_rng.permutation(n_sessions) if self.train_random_order else base_order
-            H = self._zero_state(min(self.batch_size, n_sessions))
-            costs, lengths = [], []
+        def batches(epoch):
+            order = host['shuffle'].permutation(n_sessions) if self.train_random_order else base_order
+            host['H'] = self._zero_state(min(self.batch_size, n_sessions))
             for rec in session_parallel(item_idx, offsets, order, self.batch_size, min_valid):
                 if isinstance(rec, Shrink):
-                    H = [h[rec.keep] for h in H]
+                    host['H'] = [h[rec.keep] for h in host['H']]
                     continue
-                si = np.asarray(store.next_index() if store is not None else 0, dtype=np.int64)
-                out = train(rec.inp, rec.out, rec.last.astype(np.float32), si, *H)
-                cost, H = out[0], out[1:]
-                tuner.tick()
-                costs.append(cost)
-                lengths.append(len(rec.inp))
-                if np.isnan(cost):
-                    print(str(epoch) + ': NaN error!')
-                    self.error_during_train = True
-                    return
-            costs, lengths = np.asarray(costs, dtype=np.float64), np.asarray(lengths)
-            avgc = np.sum(costs * lengths) / max(np.sum(lengths), 1)
-            if np.isnan(avgc):
-                print('Epoch {}: NaN error!'.format(epoch))
-                self.error_during_train = True
-                return
-            dt = time.time() - t0
-            self.epoch_stats.append({'loss': avgc, 'seconds': dt, 'minibatches': len(costs), 'events': int(np.sum(lengths))})
-            if verbose:
-                print('Epoch{} --> loss: {:.6f} \t({:.2f}s) \t[{:.2f} mb/s | {:.0f} e/s]'.format(
-                    epoch + 1, avgc, dt, len(costs) / dt, np.sum(lengths) / dt))
+                yield rec, len(rec.inp)
+
+        def step(rec):
+            si = np.asarray(store.next_index() if store is not None else 0, dtype=np.int64)
+            out = train(rec.inp, rec.out, rec.last.astype(np.float32), si, *host['H'])
+            host['H'] = out[1:]
+            return out[0]
+
+        def host_state():
+            return dict(host, store=store.get_state() if store else None)
+
+        def set_host_state(state):
+            host.update(state)
+            if store is not None:
+                store.set_state(state['store'])
+
+        return TrainingPlan(self.n_epochs, step, batches, step_function=train, host_state=host_state,
+                            set_host_state=set_host_state, finish=self._sync_weights)
 
     # ----------------------------------------------------------------- evaluation interface
-    def check_trained(self):
-        if self.weights is None:
-            raise UserError('The model has not been trained')
-        if self.error_during_train:
-            raise UserError('The model failed during training (NaN loss) and cannot be used')
-
-    def item_indices(self, item_ids, skip_unknown=False):
-        """Map item ids (any type; compared as strings) to model indices."""
-        return datatools.map_item_ids(self.itemidmap, item_ids, skip_unknown)
-
     def session_ranker(self, batch_size, mode='standard', items=None):
         """Evaluation stepper used by recsys_core.evaluation (hidden state per slot, zeroed by R)."""
         self.check_trained()
@@ -483,8 +444,8 @@ class GRU4Rec(ParamSet):
         return _Ranker(fn, self._zero_state(batch_size), item_idx)
 
     def _ensure_shared(self):
-        if not hasattr(self, 'shared') or self.shared is None:
-            self._shared_weights()
+        if self.shared is None:
+            self._make_shared()
 
     # ----------------------------------------------------------------- prediction
     def predict_next_batch(self, session_ids, input_item_ids, predict_for_item_ids=None, batch=100):
@@ -516,56 +477,30 @@ class GRU4Rec(ParamSet):
         index = pd.Index(predict_for_item_ids) if with_items else self.itemidmap.index
         return pd.DataFrame(data=np.asarray(scores).T, index=index)
 
-    def recommend(self, sessions, k=20, exclude_seen=False, skip_unknown=False):
-        """Top-k next items for each session history.
-
-        sessions: one list of item ids (a single session) or a list of such lists. Returns a list of
-        (item_ids, scores) pairs, best first (a single pair for a single session).
-        """
-        self.check_trained()
+    def _history_scores(self, idx):
+        """Scores of every item after each history: all histories step together, finished ones keep
+        their state."""
         self._ensure_shared()
-        single = len(sessions) == 0 or not isinstance(sessions[0], (list, tuple, np.ndarray))
-        histories = [sessions] if single else sessions
-        idx = [self.item_indices(s, skip_unknown) for s in histories]
-        if any(len(s) == 0 for s in idx):
-            raise UserError('Every session needs at least one known item')
-        k = min(k, self.n_items)
         advance = self._function('advance', self._build_advance)
         score = self._function(('score', False), lambda: self._build_score(False))
         H = self._zero_state(len(idx))
         lengths = np.array([len(s) for s in idx])
-        for t in range(lengths.max()):  # all sessions step together; finished ones keep their state
+        for t in range(lengths.max()):
             active = (t < lengths)[:, None]
             X = np.array([s[min(t, len(s) - 1)] for s in idx], dtype=np.int32)
             H = [np.where(active, np.asarray(new), old) for new, old in zip(advance(X, *H), H)]
-        final = np.array(score(H[-1], np.zeros(0, dtype=np.int32)))
-        results = []
-        for s, row in zip(idx, final):
-            if exclude_seen:
-                row[s] = -np.inf
-            top = datatools.top_k_indices(row, k)
-            results.append((self.itemidmap.index.values[top], row[top]))
-        return results[0] if single else results
+        return np.array(score(H[-1], np.zeros(0, dtype=np.int32)))
 
     # ----------------------------------------------------------------- model files
-    def get_state(self):
-        return {'params': dict(self.get_params()), 'item_ids': self.itemidmap.index.values,
-                'weights': dict(self.weights), 'error_during_train': self.error_during_train}
+    def _model_state(self):
+        return {'item_ids': self.itemidmap.index.values, 'weights': dict(self.weights)}
 
-    @classmethod
-    def from_state(cls, state):
-        model = cls()
-        model.gru_cell = 'theano'  # model files written before gru_cell existed used the original's step
-        for k, v in state['params'].items():
-            setattr(model, k, v)
-        model.itemidmap = pd.Series(np.arange(len(state['item_ids']), dtype=np.int32),
-                                    index=state['item_ids'], name='ItemIdx')
-        model.weights = OrderedDict(state['weights'])
-        model.error_during_train = state['error_during_train']
-        expected = set(model._init_weight_names())
-        if set(model.weights) != expected:
+    def _restore_state(self, state):
+        self.itemidmap = pd.Series(np.arange(len(state['item_ids']), dtype=np.int32),
+                                   index=state['item_ids'], name='ItemIdx')
+        self.weights = OrderedDict(state['weights'])
+        if set(self.weights) != set(self._init_weight_names()):
             raise UserError('model file weights do not match its parameters')
-        return model
 
     def _init_weight_names(self):
         names = ['E'] if (not self.constrained_embedding and self.embedding) else []
@@ -574,16 +509,6 @@ class GRU4Rec(ParamSet):
             if self._torch_layer(i):
                 names.append('Bhh{}'.format(i))
         return names + ['Wy', 'By']
-
-    def savemodel(self, path):
-        """Write the model atomically; it loads in a fresh process on any backend."""
-        if self.weights is None:
-            raise UserError('Cannot save a model that has not been trained')
-        save_model(self, path)
-
-    @classmethod
-    def loadmodel(cls, path):
-        return load_model(path, cls)
 
 
 class _Ranker:

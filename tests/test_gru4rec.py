@@ -315,7 +315,7 @@ def test_gru_step_is_the_reference_implementations_cell(cell):
     m.itemidmap = pd.Series(np.arange(9, dtype=np.int32), index=[str(i) for i in range(9)])
     rng = np.random.RandomState(0)
     m.weights = {k: (rng.randn(*v.shape) * 0.7).astype('float32') for k, v in m._init_weights().items()}
-    m._shared_weights()
+    m._make_shared()
     X = np.array([3, 0, 8], dtype=np.int32)
     H = [rng.randn(3, h).astype('float32') for h in m.layers]
     new = [np.asarray(h) for h in m._build_advance()(X, *H)]
