@@ -16,7 +16,11 @@ Where the released code (siat-nlp/CpRec c3b5d0b) is buggy, the intended behaviou
 - use_embedding_type_factor=1 keeps the block structure with every width d (the release crashed in
   the Block_Input_Softmax modes and silently used the full embedding in Block_Input_Full);
 - block boundaries that do not fit the catalogue (the default 7000/15000 needs more than 15000 ids)
-  are replaced by frequency quantiles (block=auto) instead of failing;
+  are replaced by frequency quantiles (block=auto) instead of failing; the quantiles count real
+  items only: the <PAD> class (ranked by its padding slots, as released, so usually id 0 and in
+  the head) and a pre-padded file's literal pad token (``pad_token``, default NextItNet's ``0``; an
+  ordinary class otherwise, as released) keep their rank but hold no share of the occurrences;
+- a literal ``<PAD>`` in the file is the padding class (the released loader counts it as padding);
 - the input, residual and output widths are one parameter, dilated_channels (the release's block
   modes require them equal; its projections for unequal widths in the full modes are not offered).
 Everything NextItNet's docstring lists (initial values, batching, windows, padding class) holds

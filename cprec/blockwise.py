@@ -18,15 +18,17 @@ AUTO_SHARES = (0.8, 0.95)
 def resolve_boundaries(block, counts):
     """Cluster boundaries [b0, ..., V] for a vocabulary whose ids are frequency ranks.
 
-    block: 'default' (the released [7000, 15000, V], or 'auto' when V <= 15000), 'auto' (head =
-    the items holding 80% of the occurrences, first tail the next 15%, second tail the rest), or a
-    list of increasing boundaries (V is appended when missing).
+    counts: the occurrences of each id, in id order (the caller gives padding ids a count of 0, so
+    they hold no share but keep their rank). block: 'default' (the released [7000, 15000, V], or
+    'auto' when V <= 15000), 'auto' (head = the first ids up to the one where 80% of the
+    occurrences are reached, first tail up to 95%, second tail the rest), or a list of increasing
+    boundaries (V is appended when missing).
     """
     V = len(counts)
     if block == 'default':
         block = DEFAULT_BLOCK if V > DEFAULT_BLOCK[-1] else 'auto'
     if block == 'auto':
-        share = np.cumsum(np.sort(counts)[::-1]) / max(counts.sum(), 1)
+        share = np.cumsum(counts) / max(counts.sum(), 1)
         bounds = [int(np.searchsorted(share, s) + 1) for s in AUTO_SHARES]
         b, out = 0, []
         for x in bounds:  # strictly increasing, every cluster non-empty, room left for the last tail

@@ -57,6 +57,8 @@ class CpRec(NextItNet):
         Param('l2_reg', 0.001, non_negative, doc='weight of the mean over tensors of 1/2 ||v||^2'),
         Param('top_k', 5, positive, doc='k of the fast inference (Block_Input_Softmax_Inference)'),
         Param('inference_rule', 'released', _one_of(('released', 'exact'))),
+        Param('pad_token', '0', doc="the padding token of pre-padded files (NextItNet's README pads with 0): an "
+                                    "ordinary class, as released, but no share in block=auto; '' = none"),
     ] + KEY_PARAMS
 
     def __init__(self, **kwargs):
@@ -74,6 +76,16 @@ class CpRec(NextItNet):
         self._freq = freq[order]
         return vocab, int(np.flatnonzero(vocab == PAD_TOKEN)[0])
 
+    def _share_counts(self):
+        """Frequencies in id order for block=auto, padding left out: the <PAD> class and the file's
+        literal pad token (``pad_token``) keep their frequency rank but hold no share, so heavy
+        padding cannot fill the head alone and push every real item into a compressed tail."""
+        counts = np.asarray(self._freq, dtype=np.float64).copy()
+        counts[self.pad_index] = 0
+        if self.pad_token:
+            counts[self.vocab == self.pad_token] = 0
+        return counts
+
     @property
     def block_input(self):
         return self.use_softmax_type in BLOCK_INPUT
@@ -90,7 +102,7 @@ class CpRec(NextItNet):
         rng = np.random.default_rng(self.seed)
         d, V = self.dilated_channels, self.n_vocab
         if self.block_input or self.block_output:
-            self.bounds = blockwise.resolve_boundaries(self.block, self._freq)
+            self.bounds = blockwise.resolve_boundaries(self.block, self._share_counts())
         n_tails = len(self.bounds) - 1 if self.bounds else 0
         w = OrderedDict()
         if self.block_input:

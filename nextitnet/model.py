@@ -57,7 +57,9 @@ class NextItNet(ParamSet):
       batch when the row count was a multiple of the batch size); the fixed order is kept;
     - sequences longer than ``max_len`` are cut into windows from their end (the README's advice)
       instead of the loader's truncation;
-    - the padding/UNK class is never recommended: evaluation ranks real items only.
+    - the padding/UNK class is never recommended: evaluation ranks real items only;
+    - a literal ``<PAD>`` token in the data is the padding class (the release's tokenizer would
+      make an ordinary token ``PAD`` of it; CpRec's loader counts it as padding).
     """
 
     PARAMS = [
@@ -116,7 +118,10 @@ class NextItNet(ParamSet):
             raise UserError('Training data has no sequence with at least two items')
         counts = np.bincount(np.concatenate(pieces), minlength=events.n_items)
         n_pad = sum(self.seq_len - len(p) for p in pieces)
-        self.vocab, self.pad_index = self._vocabulary(events.itemidmap.index.values, counts, n_pad)
+        item_ids = events.itemidmap.index.values
+        literal_pad = item_ids == PAD_TOKEN  # a file's literal <PAD> is the padding class (CpRec's loader)
+        n_pad += int(counts[literal_pad].sum())
+        self.vocab, self.pad_index = self._vocabulary(item_ids[~literal_pad], counts[~literal_pad], n_pad)
         index = pd.Series(np.arange(len(self.vocab), dtype=np.int32), index=self.vocab)
         remap = index[events.itemidmap.index.values].values.astype(np.int32)
         self._set_itemidmap()

@@ -85,6 +85,39 @@ def test_cprec_vocabulary_is_frequency_ranked_with_counted_pad():
     assert model.itemidmap.to_dict() == {'a': 1, 'b': 2, 'c': 3, 'd': 4}
 
 
+def _real_item_head(counts):
+    """1 (the padding id, ranked first) + the fewest items holding 80% of the real occurrences."""
+    share = np.cumsum(np.sort(counts)[::-1]) / counts.sum()
+    return 1 + int(np.searchsorted(share, 0.8) + 1)
+
+
+def test_cprec_auto_blocks_leave_padding_out_of_the_frequency_shares():
+    """80% padding: <PAD> ranks first (as released) but the 80%/95% shares count real items only,
+    so the head holds the frequent items instead of the padding class alone."""
+    rng = np.random.default_rng(4)
+    seqs = [[str(x) for x in rng.zipf(1.3, size=2) % 40 + 1] for _ in range(300)]
+    model = prepared(CpRec, seq_frame(seqs), dilated_channels=8, dilations=[1], max_len=10, block='auto')
+    assert model.pad_index == 0 and model._freq[0] == 8 * 300  # 80% of the 3000 positions
+    counts = pd.Series([x for s in seqs for x in s]).value_counts().values
+    assert model.bounds[0] == _real_item_head(counts) > 1
+
+
+def test_cprec_auto_blocks_leave_a_files_literal_padding_out_of_the_shares():
+    """A pre-padded file (NextItNet's README pads with a literal 0) and a literal <PAD> (the
+    released loader's pad token, which it counts as padding): neither takes the head alone."""
+    rng = np.random.default_rng(4)
+    real = [[str(x) for x in rng.zipf(1.3, size=2) % 40 + 1] for _ in range(300)]
+    model = prepared(CpRec, seq_frame([['0'] * 8 + s for s in real]), dilated_channels=8, dilations=[1],
+                     block='auto')
+    counts = pd.Series([x for s in real for x in s]).value_counts().values
+    assert model.vocab[0] == '0' and model.bounds[0] == _real_item_head(counts)
+    assert '0' in model.itemidmap.index  # an ordinary class otherwise, as in the release
+    model = prepared(CpRec, seq_frame([['<PAD>'] * 4 + s for s in real]), dilated_channels=8, dilations=[1],
+                     max_len=10, block='auto')
+    assert list(model.vocab).count('<PAD>') == 1 and model.pad_index == 0 and '<PAD>' not in model.itemidmap.index
+    assert model._freq[0] == 8 * 300 and model.bounds[0] == _real_item_head(counts)
+
+
 @pytest.mark.parametrize('cls,params', [(NextItNet, {}), (CpRec, {'use_softmax_type': 'Block_Input_Softmax'})])
 def test_output_shapes_and_causality(small_seqs, cls, params):
     model = prepared(cls, small_seqs, dilated_channels=16, dilations=[1, 2], max_len=9, **params)
