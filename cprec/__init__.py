@@ -13,8 +13,11 @@ Where the released code (siat-nlp/CpRec c3b5d0b) is buggy, the intended behaviou
   one top-k list (the release raised a KeyError, fixed the batch at 128 and never merged);
   ``inference_rule=exact`` adds a pruning test that guarantees the exact top-k;
 - block widths use integer division (the release's float division broke for d not divisible);
-- use_embedding_type_factor=1 keeps the block structure with every width d (the release crashed in
-  the Block_Input_Softmax modes and silently used the full embedding in Block_Input_Full);
+- use_embedding_type_factor=1 (without block_dims) means the plain embedding and softmax, as the
+  release's help text says ("1 means basic embedding"): every use_softmax_type is then the
+  FullSoftmax network, with no block tables, no d x d projections and compression 1x (the release
+  crashed in the Block_Input_Softmax modes, used the full embedding in Block_Input_Full and kept
+  the 2-level tree with d-wide tails in Block_for_Softmax); block_dims keep the block structure;
 - block boundaries that do not fit the catalogue (the default 7000/15000 needs more than 15000 ids)
   are replaced by frequency quantiles (block=auto) instead of failing; the quantiles count real
   items only: the <PAD> class (ranked by its padding slots, as released, so usually id 0 and in

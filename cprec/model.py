@@ -87,12 +87,18 @@ class CpRec(NextItNet):
         return counts
 
     @property
+    def plain(self):
+        """use_embedding_type_factor=1 without block_dims: the release's 'basic embedding' (its help
+        text), so every use_softmax_type is the uncompressed FullSoftmax network."""
+        return self.use_embedding_type_factor == 1 and not self.block_dims
+
+    @property
     def block_input(self):
-        return self.use_softmax_type in BLOCK_INPUT
+        return self.use_softmax_type in BLOCK_INPUT and not self.plain
 
     @property
     def block_output(self):
-        return self.use_softmax_type in BLOCK_OUTPUT
+        return self.use_softmax_type in BLOCK_OUTPUT and not self.plain
 
     # ----------------------------------------------------------------- weights
     def _conv_names(self, block):
@@ -200,6 +206,10 @@ class CpRec(NextItNet):
 
     def fast_top_k(self, windows, k=None):
         """Top-k (ids, probabilities) for (B, T-1) input windows with the early-stopping inference."""
+        if not self.block_output:
+            raise UserError('The fast inference needs the block-wise softmax (use_softmax_type={}, '
+                            'use_embedding_type_factor={})'.format(self.use_softmax_type,
+                                                                    self.use_embedding_type_factor))
         head_fn, tail_fns = self._fast_fns()
         h, p_head = head_fn(windows)
         ids, probs, evaluated = blockwise.fast_top_k(
@@ -211,7 +221,7 @@ class CpRec(NextItNet):
     def rank_last_items(self, histories, targets, mode, max_cut):
         """The paper protocol; with Block_Input_Softmax_Inference ranks come from the fast top-k list
         (k = the largest cut-off), so a target outside it is a miss and ties follow list order."""
-        if self.use_softmax_type != 'Block_Input_Softmax_Inference':
+        if self.use_softmax_type != 'Block_Input_Softmax_Inference' or not self.block_output:
             return super().rank_last_items(histories, targets, mode, max_cut)
         X = self.windows_of(histories)
         ranks = np.full(len(X), np.inf)
@@ -239,6 +249,6 @@ class CpRec(NextItNet):
 
     def _training_rows(self, data, verbose):
         rows = super()._training_rows(data, verbose)
-        if self.use_softmax_type in BLOCK_OUTPUT and self.n_vocab < 3:
+        if self.block_output and self.n_vocab < 3:
             raise UserError('The block-wise softmax needs a vocabulary of at least 3 ids')
         return rows

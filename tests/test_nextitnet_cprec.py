@@ -118,6 +118,24 @@ def test_cprec_auto_blocks_leave_a_files_literal_padding_out_of_the_shares():
     assert model._freq[0] == 8 * 300 and model.bounds[0] == _real_item_head(counts)
 
 
+@pytest.mark.parametrize('softmax_type', ['Block_Input_Full', 'Block_for_Softmax', 'Block_Input_Softmax',
+                                          'Block_Input_Softmax_Inference'])
+def test_cprec_embedding_factor_one_is_the_plain_embedding_and_softmax(small_seqs, softmax_type):
+    """The release's help text: factor 1 means the basic embedding, so no block tables, no d x d
+    projections and compression 1x: the same network, and the same initial weights, as FullSoftmax."""
+    params = dict(dilated_channels=8, dilations=[1], max_len=9, block=[10, 30])
+    model = prepared(CpRec, small_seqs, use_softmax_type=softmax_type, use_embedding_type_factor=1, **params)
+    full = prepared(CpRec, small_seqs, use_softmax_type='FullSoftmax', **params)
+    assert list(model.weights) == list(full.weights) and model.bounds is None
+    for name in full.weights:
+        np.testing.assert_array_equal(model.weights[name], full.weights[name])
+    assert model.parameter_counts()['total'] == model.uncompressed_parameters()
+    assert not model.block_input and not model.block_output
+    widths = prepared(CpRec, small_seqs, use_softmax_type=softmax_type, use_embedding_type_factor=1,
+                      block_dims=[8, 8, 8], **params)  # explicit widths keep the block structure
+    assert widths.bounds == [10, 30, widths.n_vocab]
+
+
 @pytest.mark.parametrize('cls,params', [(NextItNet, {}), (CpRec, {'use_softmax_type': 'Block_Input_Softmax'})])
 def test_output_shapes_and_causality(small_seqs, cls, params):
     model = prepared(cls, small_seqs, dilated_channels=16, dilations=[1, 2], max_len=9, **params)
