@@ -10,14 +10,9 @@ from gpu_ops.ranking import rank_counts_numpy
 from recsys_core.data import TrainingEvents
 from recsys_core.errors import UserError
 from recsys_core.model import Recommender
+from recsys_core.params import non_negative as _non_negative
 
-
-def positive(v):
-    return None if v > 0 else 'must be positive'
-
-
-def non_negative(v):
-    return None if v >= 0 else 'must be non-negative'
+non_negative = _non_negative.says('must be non-negative')  # the baselines' wording
 
 
 class SessionBaseline(Recommender):

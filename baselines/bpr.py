@@ -7,9 +7,9 @@ is the mean of the factors of its items so far.
 import numba
 import numpy as np
 
-from recsys_core.params import KEY_PARAMS, Param
+from recsys_core.params import KEY_PARAMS, Param, positive
 
-from .base import SessionBaseline, non_negative, positive
+from .base import SessionBaseline, non_negative
 
 
 @numba.njit(cache=True)

@@ -7,15 +7,11 @@ of each item keep a score. The next item is scored by its similarity to the curr
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_core.params import KEY_PARAMS, Param
+from recsys_core.params import KEY_PARAMS, Param, positive, unit_interval
 
-from .base import SessionBaseline, non_negative, positive
+from .base import SessionBaseline, non_negative
 
 BLOCK_BYTES = 256 * 2 ** 20  # dense co-occurrence rows computed at a time
-
-
-def _check_alpha(v):
-    return None if 0 <= v <= 1 else 'must be in [0, 1]'
 
 
 def item_similarities(events, n_sims, lmbd, alpha):
@@ -47,7 +43,7 @@ def item_similarities(events, n_sims, lmbd, alpha):
 class ItemKNN(SessionBaseline):
     """Recommends the items that co-occur most with the current item in training sessions."""
 
-    PARAMS = [Param('n_sims', 100, positive), Param('lmbd', 20.0, non_negative), Param('alpha', 0.5, _check_alpha)] \
+    PARAMS = [Param('n_sims', 100, positive), Param('lmbd', 20.0, non_negative), Param('alpha', 0.5, unit_interval)] \
         + KEY_PARAMS
 
     def _fit(self, events, verbose):

@@ -2,9 +2,9 @@
 import numpy as np
 
 from recsys_core.errors import UserError
-from recsys_core.params import KEY_PARAMS, Param
+from recsys_core.params import KEY_PARAMS, Param, positive
 
-from .base import SessionBaseline, positive
+from .base import SessionBaseline
 
 
 def popularity_scores(events, top_n, support_by_key, model):

@@ -2,9 +2,9 @@
 ties broken by the item's popularity score."""
 import numpy as np
 
-from recsys_core.params import KEY_PARAMS, Param
+from recsys_core.params import KEY_PARAMS, Param, positive
 
-from .base import SessionBaseline, positive
+from .base import SessionBaseline
 from .pop import popularity_scores
 
 

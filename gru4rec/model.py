@@ -37,7 +37,7 @@ from recsys_core.batching import Shrink, session_parallel
 from recsys_core.errors import UserError
 from recsys_core.optim import ADAPTS, N_ADAPT_PARAMS, Optimizer, SparseParam
 from recsys_core.model import NeuralRecommender
-from recsys_core.params import KEY_PARAMS, Param, format_set_line
+from recsys_core.params import KEY_PARAMS, Param, format_set_line, non_negative, one_of, positive, positive_list, probability
 from recsys_core.randomness import RandomSource, dropout
 from recsys_core.sampling import SampleStore
 from recsys_core.trainer import TrainingPlan
@@ -45,24 +45,7 @@ from recsys_core.trainer import TrainingPlan
 from .losses import LOSSES, sampled_loss
 
 
-def _positive(v):
-    return None if v > 0 else 'must be positive'
-
-
-def _non_negative(v):
-    return None if v >= 0 else 'must be >= 0'
-
-
-def _probability(v):
-    return None if 0 <= v < 1 else 'must be in [0, 1)'
-
-
-def _one_of(options):
-    return lambda v: None if v in options else 'must be one of {}'.format(', '.join(map(str, options)))
-
-
-def _layers(v):
-    return None if v and all(x > 0 for x in v) else 'must be a non-empty list of positive sizes (e.g. 100/100)'
+_layers = positive_list('sizes', '100/100')
 
 
 def _embedding(v):
@@ -72,10 +55,6 @@ def _embedding(v):
         return None if int(v) >= 0 else 'must be >= 0 or "layersize"'
     except (TypeError, ValueError):
         return 'must be an integer >= 0 or "layersize"'
-
-
-def _adapt(v):
-    return None if v in ADAPTS else 'must be one of None, adagrad, rmsprop, adam, adadelta'
 
 
 class _EmbeddingParam(Param):
@@ -106,32 +85,32 @@ class GRU4Rec(NeuralRecommender):
     """Session-based recommender with GRU layers, trained with session-parallel mini-batches."""
 
     PARAMS = [
-        Param('loss', 'bpr-max', _one_of(LOSSES)),
+        Param('loss', 'bpr-max', one_of(LOSSES)),
         Param('final_act', 'linear', check_activation(allow_softmax=True)),
         Param('hidden_act', 'tanh', check_activation(allow_softmax=False)),
         Param('layers', [100], _layers, item_type=int),
-        Param('n_epochs', 10, _non_negative),
-        Param('batch_size', 32, _positive),
-        Param('dropout_p_hidden', 0.0, _probability),
-        Param('dropout_p_embed', 0.0, _probability),
-        Param('learning_rate', 0.1, _positive),
-        Param('momentum', 0.0, _probability),
-        Param('lmbd', 0.0, _non_negative),
+        Param('n_epochs', 10, non_negative),
+        Param('batch_size', 32, positive),
+        Param('dropout_p_hidden', 0.0, probability),
+        Param('dropout_p_embed', 0.0, probability),
+        Param('learning_rate', 0.1, positive),
+        Param('momentum', 0.0, probability),
+        Param('lmbd', 0.0, non_negative),
         _EmbeddingParam('embedding', 0, _embedding),
-        Param('n_sample', 2048, _non_negative),
-        Param('sample_alpha', 0.75, _non_negative),
-        Param('smoothing', 0.0, _probability),
+        Param('n_sample', 2048, non_negative),
+        Param('sample_alpha', 0.75, non_negative),
+        Param('smoothing', 0.0, probability),
         Param('constrained_embedding', False),
-        _AdaptParam('adapt', 'adagrad', _adapt),
+        _AdaptParam('adapt', 'adagrad', one_of(ADAPTS)),
         Param('adapt_params', [], item_type=float),
-        Param('grad_cap', 0.0, _non_negative),
-        Param('bpreg', 1.0, _non_negative),
-        Param('logq', 0.0, _non_negative),
-        Param('sigma', 0.0, _non_negative),
+        Param('grad_cap', 0.0, non_negative),
+        Param('bpreg', 1.0, non_negative),
+        Param('logq', 0.0, non_negative),
+        Param('sigma', 0.0, non_negative),
         Param('init_as_normal', False),
         Param('train_random_order', False),
         Param('time_sort', True),
-        Param('gru_cell', 'pytorch', _one_of(GRU_CELLS)),
+        Param('gru_cell', 'pytorch', one_of(GRU_CELLS)),
     ] + KEY_PARAMS
 
     LEGACY_DEFAULTS = {'gru_cell': 'theano'}  # model files written before gru_cell used the original's step
