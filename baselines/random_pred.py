@@ -18,6 +18,10 @@ class RandomPred(SessionBaseline):
         self._rng = np.random.RandomState(self.seed)  # each evaluation sees the same random scores
         return super().session_ranker(batch_size, mode, items)
 
+    def _history_scores(self, histories):
+        self._rng = np.random.RandomState(self.seed)  # each call sees the same random scores
+        return super()._history_scores(histories)
+
     def _scores(self, histories, inp):
         return self._rng.rand(len(inp), self.n_items)
 
