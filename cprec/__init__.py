@@ -11,7 +11,10 @@ Where the released code (siat-nlp/CpRec c3b5d0b) is buggy, the intended behaviou
   Python 3's float division (layer_id/2), so it shares nothing;
 - Block_Input_Softmax_Inference runs at any batch size and merges the per-cluster candidates into
   one top-k list (the release raised a KeyError, fixed the batch at 128 and never merged);
-  ``inference_rule=exact`` adds a pruning test that guarantees the exact top-k;
+  ``inference_rule=exact`` adds a pruning test that guarantees the exact top-k; under the paper
+  protocol only the cut-off equal to ``top_k`` takes its numbers from the pruned list, every other
+  cut-off ranks exactly (``CpRec.rank_last_items`` with ``cut_offs``; ``pruned_cut_offs`` and
+  ``last_inference_stats`` say which numbers came from the pruned list);
 - block widths use integer division (the release's float division broke for d not divisible);
 - use_embedding_type_factor=1 (without block_dims) means the plain embedding and softmax, as the
   release's help text says ("1 means basic embedding"): every use_softmax_type is then the

@@ -218,21 +218,55 @@ class CpRec(NextItNet):
         self.last_inference_stats = {'rows': len(windows), 'tails_evaluated': evaluated}
         return ids, probs
 
-    def rank_last_items(self, histories, targets, mode, max_cut):
-        """The paper protocol; with Block_Input_Softmax_Inference ranks come from the fast top-k list
-        (k = the largest cut-off), so a target outside it is a miss and ties follow list order."""
-        if self.use_softmax_type != 'Block_Input_Softmax_Inference' or not self.block_output:
-            return super().rank_last_items(histories, targets, mode, max_cut)
+    def rank_last_items(self, histories, targets, mode, max_cut, cut_offs=None):
+        """Ranks of each target after its history (the paper protocol).
+
+        Block_Input_Softmax_Inference also runs the fast inference at its own ``top_k`` and keeps
+        that pruned list's ranks (inf = not in the list; ties in list order) in
+        ``last_inference_stats['pruned_ranks']``. Only the cut-off equal to top_k may take its
+        numbers from that list: it is what the release computes and reports at its top_k. Any
+        other cut-off c ranks exactly (the tree's log-probabilities): a list pruned at top_k is not
+        the release's fast inference at c (that would prune at k = c), and for c < top_k its first
+        c entries can still miss items of skipped tails, so neither would be a faithful number.
+
+        cut_offs=None: 1-D exact ranks, for a caller that applies one rank to every cut-off (so
+        nothing is taken from the pruned list). With cut_offs: a (len(cut_offs), n) array, row i
+        from the pruned list when cut_offs[i] == top_k, exact otherwise; :meth:`pruned_cut_offs`
+        then names those cut-offs.
+        """
+        fast = self.use_softmax_type == 'Block_Input_Softmax_Inference' and self.block_output
+        cuts = None if cut_offs is None else [int(c) for c in cut_offs]
+        need_exact = not fast or cuts is None or any(c != self.top_k for c in cuts)
+        exact = super().rank_last_items(histories, targets, mode, max_cut) if need_exact else None
+        if fast:
+            pruned = self._pruned_ranks(histories, targets)
+            self.last_inference_stats['pruned_cut_offs'] = sorted({c for c in cuts or () if c == self.top_k})
+            self.last_inference_stats['pruned_ranks'] = pruned
+        if cuts is None:
+            return exact
+        return np.stack([pruned if fast and c == self.top_k else exact for c in cuts])
+
+    def pruned_cut_offs(self, cut_offs):
+        """The cut-offs among ``cut_offs`` whose ranks the last :meth:`rank_last_items` call took
+        from the fast inference's pruned top_k list (empty unless it was given its cut-offs)."""
+        stats = self.last_inference_stats or {}
+        return [int(c) for c in cut_offs if int(c) in stats.get('pruned_cut_offs', ())]
+
+    def _pruned_ranks(self, histories, targets):
+        """1-based positions of the targets in the fast inference's top_k lists (inf = not there);
+        ``last_inference_stats`` gets rows, top_k, inference_rule and tails_evaluated (how many rows
+        computed each tail)."""
         X = self.windows_of(histories)
         ranks = np.full(len(X), np.inf)
         tails = np.zeros(len(self.bounds) - 1, dtype=np.int64)
         for s in range(0, len(X), 256):
-            ids, _ = self.fast_top_k(X[s:s + 256], max(max_cut, 1))
+            ids, _ = self.fast_top_k(X[s:s + 256], self.top_k)
             tails += self.last_inference_stats['tails_evaluated']
             hit = ids == np.asarray(targets[s:s + 256])[:, None]
             found = hit.any(axis=1)
             ranks[s:s + 256][found] = hit[found].argmax(axis=1) + 1
-        self.last_inference_stats = {'rows': len(X), 'tails_evaluated': tails.tolist()}
+        self.last_inference_stats = {'rows': len(X), 'top_k': self.top_k, 'inference_rule': self.inference_rule,
+                                     'tails_evaluated': tails.tolist()}
         return ranks
 
     # ----------------------------------------------------------------- model files

@@ -329,8 +329,12 @@ class NextItNet(ParamSet):
         """Histories (lists of model indices, oldest first) as the model's (n, T-1) input windows."""
         return left_pad(histories, self.seq_len - 1, self.pad_index)
 
-    def rank_last_items(self, histories, targets, mode, max_cut):
-        """Ranks of each target after its history (the paper protocol; batched)."""
+    def rank_last_items(self, histories, targets, mode, max_cut, cut_offs=None):
+        """Ranks of each target after its history (the paper protocol; batched). With ``cut_offs``,
+        a (len(cut_offs), n) array, one row per cut-off (all equal here; CpRec's fast inference
+        takes its top_k row from its pruned list)."""
+        if cut_offs is not None:
+            return np.tile(self.rank_last_items(histories, targets, mode, max_cut), (len(cut_offs), 1))
         fn = self._rank_fn(False)
         X = self.windows_of(histories)
         ranks = []

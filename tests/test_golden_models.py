@@ -27,7 +27,7 @@ from baselines.session_pop import SessionPop  # noqa: E402
 from cprec import CpRec  # noqa: E402
 from nextitnet import NextItNet  # noqa: E402
 from recsys_core.evaluation import evaluate_sessions  # noqa: E402
-from recsys_core.last_item_eval import evaluate_last_items  # noqa: E402
+from recsys_core.last_item_eval import evaluate_last_items, last_item_cases  # noqa: E402
 from recsys_core.synthetic import generate_sessions, split_by_time  # noqa: E402
 
 CUTS = [5, 20]
@@ -73,17 +73,31 @@ GOLDEN = {
     'random_pred': ([], [0.022807, 0.107018, 0.00962, 0.016884], []),
 }
 
+# CpRec's fast inference (top_k=5, the released rule) on the same model: rows of the 120 last-item
+# cases that computed tail 1 and tail 2, HR@5 and MRR@5 of the pruned lists.
+FAST_INFERENCE = ([120, 51], [0.358333, 0.265694])
+
 
 def make_data():
     return split_by_time(generate_sessions(n_items=150, n_sessions=800, seed=7), 0.15)
 
 
+_TRAINED = {}
+
+
+def trained(name, train):
+    """The model ``name`` fitted on ``train`` (once per process)."""
+    if name not in _TRAINED:
+        cls, params = SEQUENCE_MODELS.get(name) or BASELINES[name]
+        if name in SEQUENCE_MODELS:
+            params = dict(SEQ, **params)
+        _TRAINED[name] = cls(**params).fit(train, verbose=False)
+    return _TRAINED[name]
+
+
 def measure(name, train, test):
     """(epoch losses, session metrics, last-item metrics) of one model, in GOLDEN's layout."""
-    cls, params = SEQUENCE_MODELS.get(name) or BASELINES[name]
-    if name in SEQUENCE_MODELS:
-        params = dict(SEQ, **params)
-    model = cls(**params).fit(train, verbose=False)
+    model = trained(name, train)
     recall, mrr = evaluate_sessions(model, test, cut_off=CUTS, verbose=False)
     last = []
     if name in SEQUENCE_MODELS:
@@ -107,6 +121,29 @@ def test_golden_numbers(golden_data, name):
     np.testing.assert_allclose(losses, expected[0], rtol=1e-3)
 
 
+def fast_inference(train, test):
+    """CpRec's fast inference at its top_k (5): rows that computed each tail, HR@5 and MRR@5 of
+    the pruned lists over the last-item cases."""
+    model = trained('cprec-Block_Input_Softmax_Inference', train)
+    model.rank_last_items(*_cases(model, test), 'standard', 5, cut_offs=[5])
+    stats = model.last_inference_stats
+    ranks = stats['pruned_ranks']
+    return stats['tails_evaluated'], [float(np.mean(ranks <= 5)), float(np.mean(1 / ranks))]
+
+
+def _cases(model, test):
+    """The last-item cases with a known target and history, as evaluate_last_items ranks them."""
+    histories, targets = last_item_cases(model, test, 'SessionId', 'ItemId', 'Time')
+    known = [i for i, h in enumerate(histories) if targets[i] >= 0 and len(h)]
+    return [histories[i] for i in known], targets[known]
+
+
+def test_golden_fast_inference(golden_data):
+    tails, metrics = fast_inference(*golden_data)
+    assert tails == FAST_INFERENCE[0]
+    np.testing.assert_allclose(metrics, FAST_INFERENCE[1], atol=2e-3)
+
+
 def test_every_model_has_golden_numbers():
     assert set(GOLDEN) == set(SEQUENCE_MODELS) | set(BASELINES)
 
@@ -117,3 +154,5 @@ if __name__ == '__main__':
         losses, session_metrics, last_item_metrics = ([round(x, 6) for x in part] for part in measure(key, *data))
         wrap = ',\n        ' if last_item_metrics else ', '
         print('    {!r}: ({}, {}{}{}),'.format(key, losses, session_metrics, wrap, last_item_metrics))
+    tails, metrics = fast_inference(*data)
+    print('FAST_INFERENCE = ({}, {})'.format(tails, [round(x, 6) for x in metrics]))

@@ -274,6 +274,46 @@ def test_fast_inference_released_rule_is_exact_when_its_pruning_is_safe():
     np.testing.assert_allclose(probs[guaranteed], expected[guaranteed], rtol=1e-12)
 
 
+def test_fast_inference_prunes_only_at_its_own_top_k(small_seqs):
+    """Block_Input_Softmax_Inference: only cut-off == top_k comes from the pruned top_k list; every
+    other cut-off, and every call that does not name its cut-offs, ranks exactly (the tree's
+    log-probabilities), and the model says which cut-offs were pruned."""
+    model = prepared(CpRec, small_seqs, dilated_channels=8, dilations=[1], max_len=9, block=[10, 30],
+                     use_softmax_type='Block_Input_Softmax_Inference', top_k=5)
+    model.check_trained = lambda: None
+    w = {k: np.zeros_like(v) for k, v in model.weights.items()}  # zero embeddings: h = ReLU(ln0b_b) = e_0
+    w['ln0b_b'][0] = 1
+    w['out_head'][0, 1:5] = 5.0  # four head items, the token of the spread-out tail 2 above them
+    w['out_head'][0, 11], w['out_head'][0, 10] = 5.5, 4.9  # tail 1's token: just outside the top 5
+    w['out_down1'][0, 0], w['out_tail1'][0, 3] = 1.0, 10.0  # id 13 takes nearly all of tail 1
+    for name, value in w.items():
+        model.shared[name].set_value(value)
+    rng = np.random.default_rng(7)
+    histories = [rng.integers(1, model.n_vocab, size=rng.integers(1, 8)).astype(np.int32) for _ in range(300)]
+    targets = np.where(rng.random(300) < 0.2, 13, rng.integers(1, model.n_vocab, size=300))
+    exact = NextItNet.rank_last_items(model, histories, targets, 'standard', 20)
+    ids, _ = model.fast_top_k(model.windows_of(histories), 5)
+    hit = ids == targets[:, None]
+    pruned = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
+    assert (np.isinf(pruned) & (exact <= 5)).any()  # the released rule misses items of skipped tails
+    np.testing.assert_array_equal(model.rank_last_items(histories, targets, 'standard', 20), exact)
+    assert model.pruned_cut_offs([5, 20]) == [] and model.last_inference_stats['top_k'] == 5
+    np.testing.assert_array_equal(model.last_inference_stats['pruned_ranks'], pruned)
+    ranks = model.rank_last_items(histories, targets, 'standard', 20, cut_offs=[1, 5, 20])
+    np.testing.assert_array_equal(ranks, np.stack([exact, pruned, exact]))
+    assert model.pruned_cut_offs([1, 5, 20]) == [5] and model.pruned_cut_offs([1, 20]) == []
+    ranks = model.rank_last_items(histories, targets, 'standard', 20, cut_offs=[3, 20])  # top_k not asked
+    np.testing.assert_array_equal(ranks, np.stack([exact, exact]))
+    assert model.pruned_cut_offs([3, 20]) == []
+    np.testing.assert_array_equal(model.rank_last_items(histories, targets, 'standard', 5, cut_offs=[5]),
+                                  pruned[None])  # the fast pass alone
+    assert model.pruned_cut_offs([5]) == [5]
+    plain = prepared(NextItNet, small_seqs, dilated_channels=8, dilations=[1], max_len=9)
+    plain.check_trained = lambda: None
+    ranks = plain.rank_last_items(histories[:5], targets[:5], 'standard', 20, cut_offs=[5, 20])
+    assert ranks.shape == (2, 5) and np.array_equal(ranks[0], ranks[1])
+
+
 def test_block_boundaries():
     counts = np.array([50, 30, 10, 5, 3, 1, 1, 0])
     assert blockwise.resolve_boundaries('auto', counts) == [2, 4, 8]  # 80% and 95% of the occurrences
