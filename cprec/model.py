@@ -281,8 +281,8 @@ class CpRec(NextItNet):
         model.bounds = state['bounds']
         return model
 
-    def _training_rows(self, data, verbose):
-        rows = super()._training_rows(data, verbose)
+    def _training_rows(self, data, verbose, vocab_data=None):
+        rows = super()._training_rows(data, verbose, vocab_data)
         if self.block_output and self.n_vocab < 3:
             raise UserError('The block-wise softmax needs a vocabulary of at least 3 ids')
         return rows

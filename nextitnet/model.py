@@ -15,7 +15,7 @@ import pytensor.tensor as pt
 from gpu_ops.ranking import rank_counts, ranks_from_counts
 from recsys_core import data as datatools
 from recsys_core.backend import compile_function
-from recsys_core.data import TrainingEvents
+from recsys_core.data import TrainingEvents, session_offsets
 from recsys_core.errors import UserError
 from recsys_core.optim import DenseAdam
 from recsys_core.params import KEY_PARAMS, Param, ParamSet
@@ -59,7 +59,14 @@ class NextItNet(ParamSet):
       instead of the loader's truncation;
     - the padding/UNK class is never recommended: evaluation ranks real items only;
     - a literal ``<PAD>`` token in the data is the padding class (the release's tokenizer would
-      make an ordinary token ``PAD`` of it; CpRec's loader counts it as padding).
+      make an ordinary token ``PAD`` of it; CpRec's loader counts it as padding);
+    - ``vocabulary=train`` (default) builds the vocabulary (and CpRec's frequencies, and T when
+      max_len=0) from the training data only; the releases build them from the whole file before
+      splitting, so test-only items are classes (never trained as targets) and count for T and the
+      padding: ``vocabulary=all`` (alias ``vocab``) with ``fit(train, vocab_data=test)`` does that.
+      The release numbers its first-appearance ids over the unsplit file; here the training data's
+      items come first, then vocab_data's new ones (which only changes which initial row an item
+      gets).
     """
 
     PARAMS = [
@@ -75,7 +82,12 @@ class NextItNet(ParamSet):
         Param('sample_percentage', 0.2, fraction, doc='sampled candidates as a fraction of the vocabulary'),
         Param('tied_init', True, doc='same-shaped conv kernels start equal, as the release (op seed 1)'),
         Param('seed', 42),
+        Param('vocabulary', 'train', lambda v: None if v in ('train', 'all') else 'must be train or all',
+              doc="'all': ids, frequencies and T over the training data and fit()'s vocab_data, as the "
+                  "releases (which build them before splitting); alias vocab"),
     ] + KEY_PARAMS
+    ALIASES = {'vocab': 'vocabulary'}
+    """Other names set_params accepts (``vocab`` is the attribute holding the vocabulary itself)."""
 
     def __init__(self, **kwargs):
         self.weights = None
@@ -105,31 +117,66 @@ class NextItNet(ParamSet):
         """
         return np.concatenate([[PAD_TOKEN], item_ids]).astype(object), 0
 
-    def _training_rows(self, data, verbose):
-        """Left-padded (rows, T) matrix in model indices, building the vocabulary on the way."""
+    def set_params(self, verbose=True, **kwargs):
+        """ParamSet.set_params, also under the names of ``ALIASES`` (echoed and kept under the
+        canonical name)."""
+        for alias, name in self.ALIASES.items():
+            if alias in kwargs:
+                if name in kwargs:
+                    raise UserError('Parameter {} is given twice (as {} and as {})'.format(name, alias, name))
+                kwargs = OrderedDict((name if k == alias else k, v) for k, v in kwargs.items())
+        super().set_params(verbose=verbose, **kwargs)
+
+    def _training_rows(self, data, verbose, vocab_data=None):
+        """Left-padded (rows, T) matrix in model indices, building the vocabulary on the way.
+
+        With vocabulary=all, ``vocab_data``'s sequences (cut into windows of the same T) also count
+        for the vocabulary, the frequencies, the padding and, when max_len=0, T; rows are only the
+        training data's.
+        """
         events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
         seqs = sequences_from_events(events.items, events.offsets)
-        longest = max(len(s) for s in seqs)
+        item_ids = events.itemidmap.index.values
+        extra = []
+        if self.vocabulary == 'all':
+            item_ids, extra = self._vocab_sequences(vocab_data, item_ids)
+        longest = max(len(s) for s in seqs + extra)
         self.seq_len = self.max_len if self.max_len else longest
         if self.seq_len < 2:
             raise UserError('max_len must be at least 2 (an input and a target)')
         pieces = [w for s in seqs for w in windows(s, self.seq_len)]
         if not pieces:
             raise UserError('Training data has no sequence with at least two items')
-        counts = np.bincount(np.concatenate(pieces), minlength=events.n_items)
-        n_pad = sum(self.seq_len - len(p) for p in pieces)
-        item_ids = events.itemidmap.index.values
+        counted = pieces + [w for s in extra for w in windows(s, self.seq_len)]
+        counts = np.bincount(np.concatenate(counted), minlength=len(item_ids))
+        n_pad = sum(self.seq_len - len(p) for p in counted)
         literal_pad = item_ids == PAD_TOKEN  # a file's literal <PAD> is the padding class (CpRec's loader)
         n_pad += int(counts[literal_pad].sum())
         self.vocab, self.pad_index = self._vocabulary(item_ids[~literal_pad], counts[~literal_pad], n_pad)
         index = pd.Series(np.arange(len(self.vocab), dtype=np.int32), index=self.vocab)
-        remap = index[events.itemidmap.index.values].values.astype(np.int32)
+        remap = index[item_ids].values.astype(np.int32)
         self._set_itemidmap()
         rows = left_pad([remap[p] for p in pieces], self.seq_len, self.pad_index)
         if verbose:
             print('{} training sequences of length {} ({} items, vocabulary {} with padding, receptive field {})'.format(
                 len(rows), self.seq_len, self.n_items, self.n_vocab, receptive_field(self.dilations, self.kernel_size)))
         return rows
+
+    def _vocab_sequences(self, vocab_data, item_ids):
+        """(item ids of the training data then vocab_data's new ones in order of first appearance,
+        vocab_data's sequences as indices into them)."""
+        if vocab_data is None:
+            raise UserError('vocabulary=all builds the vocabulary over the whole data set, as the releases do: '
+                            'fit() needs the other events (e.g. the test set) as vocab_data')
+        keys = [self.session_key, self.item_key, self.time_key]
+        missing = [k for k in keys if k not in vocab_data.columns]
+        if missing:
+            raise UserError('vocab_data has no column(s): {}'.format(', '.join(missing)))
+        extra = vocab_data[keys].sort_values([self.session_key, self.time_key], kind='mergesort')
+        ids = extra[self.item_key].astype(str).values
+        item_ids = np.concatenate([item_ids, pd.unique(ids[~pd.Index(ids).isin(item_ids)])]).astype(object)
+        idx = pd.Series(np.arange(len(item_ids), dtype=np.int32), index=item_ids)[ids].values
+        return item_ids, sequences_from_events(idx, session_offsets(extra[self.session_key].values))
 
     def _set_itemidmap(self):
         keep = np.arange(len(self.vocab)) != self.pad_index
@@ -222,12 +269,15 @@ class NextItNet(ParamSet):
         return list(self.shared.values())
 
     # ----------------------------------------------------------------- training
-    def fit(self, data, sample_store=None, store_type=None, verbose=True, max_batches=None):
+    def fit(self, data, sample_store=None, store_type=None, verbose=True, max_batches=None, vocab_data=None):
         """Train on a DataFrame of events (run.py's sample_store/store_type are unused here).
 
         max_batches stops each epoch early (benchmarks time a fixed number of steps with it).
+        vocab_data: events with the same columns (e.g. the test set) that join the vocabulary, its
+        frequencies and T without being trained on; required with vocabulary=all, unused with
+        vocabulary=train.
         """
-        rows = self._training_rows(data, verbose)
+        rows = self._training_rows(data, verbose, vocab_data)
         self.weights = self._init_weights()
         self._make_shared()
         self._compiled = {}

@@ -13,6 +13,7 @@ from cprec import CpRec, blockwise
 from nextitnet import NextItNet, sampled_softmax
 from recsys_core.backend import compile_function
 from recsys_core.data import load_events
+from recsys_core.errors import UserError
 from recsys_core.last_item_eval import evaluate_last_items
 from recsys_core.sequences import legacy_split, left_pad, windows
 
@@ -83,6 +84,39 @@ def test_cprec_vocabulary_is_frequency_ranked_with_counted_pad():
     # counts: a 3, PAD 2+1+2 = 5, b 2, c 1, d 1 (ties by token)
     assert list(model.vocab) == ['<PAD>', 'a', 'b', 'c', 'd'] and model.pad_index == 0
     assert model.itemidmap.to_dict() == {'a': 1, 'b': 2, 'c': 3, 'd': 4}
+
+
+def test_vocabulary_all_builds_ids_and_frequencies_over_the_whole_file():
+    """vocabulary=all (the releases build their vocabulary, frequencies and length T before
+    splitting): the test events join the vocabulary; training rows stay the training data's."""
+    train = seq_frame([['b', 'a'], ['c', 'b', 'a']])
+    test = seq_frame([['a', 'e', 'e'], ['f', 'a']])
+    model = CpRec(max_len=4, vocabulary='all')
+    rows = model._training_rows(train, verbose=False, vocab_data=test)
+    # a 2+2, b 2, e 2, c 1, f 1; padding 2+1 (train) + 1+2 (test) = 6
+    assert list(model.vocab) == ['<PAD>', 'a', 'b', 'e', 'c', 'f'] and rows.tolist() == [[0, 0, 2, 1], [0, 4, 2, 1]]
+    assert list(model._freq) == [6, 4, 2, 2, 1, 1] and set(model.itemidmap.index) == set('abcef')
+    model = CpRec(vocabulary='all')  # T = the longest sequence of the whole file (3); padding 1 + 1
+    rows = model._training_rows(train, verbose=False, vocab_data=test)
+    assert list(model.vocab) == ['a', '<PAD>', 'b', 'e', 'c', 'f'] and model.pad_index == 1 and rows.shape == (2, 3)
+    model = NextItNet(max_len=4, vocabulary='all')  # first appearance: the training data, then the rest
+    model._training_rows(train, verbose=False, vocab_data=test)
+    assert list(model.vocab) == ['<PAD>', 'b', 'a', 'c', 'e', 'f']
+    model = CpRec(max_len=4)  # vocabulary=train (default): vocab_data is not used
+    model._training_rows(train, verbose=False, vocab_data=test)
+    assert list(model.vocab) == ['<PAD>', 'a', 'b', 'c']
+
+
+@pytest.mark.parametrize('cls', [NextItNet, CpRec])
+def test_vocabulary_all_needs_the_other_events_and_vocab_is_an_alias(cls, capsys):
+    model = cls()
+    model.set_params(vocab='all')
+    assert model.vocabulary == 'all' and 'vocab' not in model.get_params()
+    assert 'SET   vocabulary   TO   all' in capsys.readouterr().out
+    with pytest.raises(UserError, match='vocab_data'):
+        model.fit(seq_frame([['b', 'a'], ['c', 'b', 'a']]), verbose=False)
+    with pytest.raises(UserError, match='vocabulary'):
+        cls(vocabulary='test')
 
 
 def _real_item_head(counts):
@@ -359,6 +393,7 @@ def _popularity(train, test):
     (NextItNet, {}),
     (CpRec, {'use_softmax_type': 'Block_Input_Softmax', 'use_parametersharing_type': 'cross-block'}),
 ])
+@pytest.mark.slow
 def test_training_on_lastfm_beats_popularity_and_survives_a_model_file(lastfm_split, tmp_path, cls, params):
     train, test = lastfm_split
     model = cls(dilated_channels=48, dilations=[1, 2], n_epochs=8, **params)
