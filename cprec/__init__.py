@@ -1,8 +1,9 @@
 """CpRec (Sun et al., SIGIR 2020): NextItNet compressed by block-wise adaptive embedding/softmax and
 layer-wise parameter sharing, with fast top-k inference.
 
-Parameters keep the CpRec README's names: use_softmax_type (FullSoftmax, Block_Input_Full,
-Block_for_Softmax, Block_Input_Softmax, Block_Input_Softmax_Inference), use_parametersharing_type
+Parameters keep the release's names: use_softmax_type (FullSoftmax, Block_Input_Full,
+Block_for_Softmax, Block_Input_Softmax, Block_Input_Softmax_Inference; the README's name
+``softmax_type`` is accepted as an alias), use_parametersharing_type
 (original, cross-layer, cross-block, adjacent-layer, adjacent-block), use_embedding_type_factor,
 block (boundaries, e.g. 7000/15000; 'default' or 'auto'), plus block_dims (e.g. 512/128/32).
 

@@ -60,6 +60,7 @@ class CpRec(NextItNet):
         Param('pad_token', '0', doc="the padding token of pre-padded files (NextItNet's README pads with 0): an "
                                     "ordinary class, as released, but no share in block=auto; '' = none"),
     ] + KEY_PARAMS
+    ALIASES = dict(NextItNet.ALIASES, softmax_type='use_softmax_type')  # the CpRec README's flag name
 
     def __init__(self, **kwargs):
         self.bounds = None

@@ -119,6 +119,19 @@ def test_vocabulary_all_needs_the_other_events_and_vocab_is_an_alias(cls, capsys
         cls(vocabulary='test')
 
 
+def test_cprec_readme_flag_softmax_type_is_an_alias(capsys):
+    model = CpRec()
+    model.set_params(softmax_type='FullSoftmax', top_k=7)
+    assert capsys.readouterr().out.splitlines()[0].startswith('SET   use_softmax_type   TO   FullSoftmax   ')
+    params = model.get_params()
+    assert params['use_softmax_type'] == 'FullSoftmax' and 'softmax_type' not in params
+    assert CpRec(softmax_type='Block_for_Softmax').use_softmax_type == 'Block_for_Softmax'
+    with pytest.raises(UserError, match='given twice'):
+        model.set_params(softmax_type='FullSoftmax', use_softmax_type='FullSoftmax')
+    with pytest.raises(UserError, match='use_softmax_type'):
+        model.set_params(softmax_type='Full')
+
+
 def _real_item_head(counts):
     """1 (the padding id, ranked first) + the fewest items holding 80% of the real occurrences."""
     share = np.cumsum(np.sort(counts)[::-1]) / counts.sum()
