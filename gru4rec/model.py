@@ -379,9 +379,9 @@ class GRU4Rec(NeuralRecommender):
         # per-call input checks (about a tenth of a CPU training step) are skipped.
         train.trust_input = True
         item_idx = np.ascontiguousarray(item_idx, dtype=np.int32)
-        if self.time_sort:
+        if self.time_sort:  # the original's array (start times, sessions in id order) and default argsort
             first_time = data.groupby(self.session_key, sort=True)[self.time_key].min().values
-            base_order = np.argsort(first_time, kind='mergesort')
+            base_order = np.argsort(first_time)  # quicksort, unstable: equal start times in the original's order
         else:
             base_order = np.arange(n_sessions)
         min_valid = 2 if self.n_sample == 0 else 1

@@ -84,6 +84,28 @@ def test_initial_weights_follow_the_pytorch_ports_compatibility_order():
     assert list(w) == ['Wx0', 'Wh0', 'Wrz0', 'Bh0', 'Wy', 'By']
 
 
+def test_time_sort_orders_equal_start_times_as_the_original(monkeypatch):
+    """The original argsorts the per-session start times (sessions in session-id order) with
+    numpy's default, unstable sort: sessions that start together keep that order, not a stable one."""
+    import gru4rec.model as model_module
+    rng = np.random.RandomState(1)
+    sessions = rng.permutation(np.arange(1000, 1200))
+    starts = 1500000000 + rng.randint(0, 5, size=200) * 60  # five start times for 200 sessions
+    rows = [(s, str(rng.randint(20)), t + 10 * j) for s, t in zip(sessions, starts) for j in range(rng.randint(2, 4))]
+    data = pd.DataFrame(rows, columns=['SessionId', 'ItemId', 'Time']).sample(frac=1, random_state=0)
+    expected = np.argsort(data.groupby('SessionId').Time.min().values)  # the original's array and sort
+    assert not np.array_equal(expected, np.argsort(data.groupby('SessionId').Time.min().values, kind='stable'))
+    orders, session_parallel = [], model_module.session_parallel
+
+    def spy(items, offsets, order, *args, **kwargs):
+        orders.append(np.array(order))
+        return session_parallel(items, offsets, order, *args, **kwargs)
+    monkeypatch.setattr(model_module, 'session_parallel', spy)
+    GRU4Rec(layers=[8], batch_size=4, n_sample=0, n_epochs=1, loss='cross-entropy', final_act='softmax').fit(
+        data, verbose=False)
+    np.testing.assert_array_equal(orders[0], expected)
+
+
 @pytest.mark.parametrize('params', [
     dict(loss='cross-entropy', final_act='softmax', constrained_embedding=True, logq=1.0),
     dict(loss='bpr-max', final_act='elu-0.5', constrained_embedding=True, bpreg=1.0, momentum=0.3),
