@@ -125,6 +125,7 @@ def test_support_by_key_must_be_a_key_column(tiny_data):
         Pop(support_by_key='Price').fit(tiny_data[0], verbose=False)
 
 
+@pytest.mark.slow
 def test_run_py_trains_saves_loads_and_evaluates_a_baseline(tiny_files, tmp_path):
     path = str(tmp_path / 'knn.pickle')
     out = cli('run.py', tiny_files['train'], '-g', 'baselines.item_knn', '-ps', 'n_sims=50,alpha=0.6',
@@ -138,6 +139,7 @@ def test_run_py_trains_saves_loads_and_evaluates_a_baseline(tiny_files, tmp_path
     assert isinstance(load_model(path), ItemKNN)
 
 
+@pytest.mark.slow
 def test_paropt_tunes_a_baseline_through_g(tiny_files, tmp_path):
     (tmp_path / 'space.json').write_text('{"name": "alpha", "dtype": "float", "values": [0.0, 1.0], "step": 0.25}\n'
                                          '{"name": "lmbd", "dtype": "float", "values": [0.0, 50.0]}\n')

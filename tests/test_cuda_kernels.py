@@ -17,6 +17,8 @@ from gpu_ops import cuda_kernels as ck
 from gpu_ops.ranking import metric_sums, rank_counts_numpy
 from recsys_core.sampling import cumulative_distribution
 
+pytestmark = pytest.mark.slow  # the CUDA kernels under the host emulation, and nvcc
+
 
 def _executor(kind):
     try:

@@ -113,6 +113,7 @@ def golden_data():
 
 
 @pytest.mark.parametrize('name', list(GOLDEN))
+@pytest.mark.slow
 def test_golden_numbers(golden_data, name):
     losses, session_metrics, last_item_metrics = measure(name, *golden_data)
     expected = GOLDEN[name]

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import cli
 
+pytestmark = pytest.mark.slow  # trains three models through run.py on two backends
+
 pytest.importorskip('jax')
 
 GRU4REC = ('loss=cross-entropy,final_act=softmax,constrained_embedding=True,layers=32,batch_size=16,n_sample=64,'

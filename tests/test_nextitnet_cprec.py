@@ -426,6 +426,7 @@ def test_training_on_lastfm_beats_popularity_and_survives_a_model_file(lastfm_sp
     assert list(loaded.recommend(known, k=5, exclude_seen=True)[0]) == list(ids)
 
 
+@pytest.mark.slow
 def test_training_on_generated_sessions_beats_popularity(tiny_data):
     train, test = tiny_data
     model = CpRec(dilated_channels=32, dilations=[1, 2], n_epochs=10, max_len=10, batch_size=32,

@@ -8,6 +8,8 @@ from conftest import cli
 
 from recsys_core.params import load_param_file
 
+pytestmark = pytest.mark.slow  # every test runs paropt.py in a subprocess
+
 FIXED = 'loss=bpr-max,constrained_embedding=True,batch_size=16,n_sample=32,n_epochs=2'
 SPACE = ('{"name": "layers", "dtype": "int", "values": [16, 48], "step": 16}\n'
          '{"name": "learning_rate", "dtype": "float", "values": [0.0005, 0.5], "log": true}\n'

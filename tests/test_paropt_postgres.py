@@ -19,6 +19,8 @@ import pytest
 from conftest import ROOT
 from optuna.trial import TrialState
 
+pytestmark = pytest.mark.slow  # starts a PostgreSQL server and paropt.py workers
+
 FIXED = 'loss=bpr-max,constrained_embedding=True,batch_size=16,n_sample=32,n_epochs=3,layers=32'
 SPACE = '{"name": "learning_rate", "dtype": "float", "values": [0.01, 0.3]}\n'
 N_TRIALS = 4

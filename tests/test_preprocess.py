@@ -60,6 +60,7 @@ def test_diginetica_real_sample(diginetica_sample):
     ('diginetica', lambda t: t.replace(';', ','), 'train-item-views.csv, line 1: the header has no column sessionId'),
     ('coveo', lambda t: t.replace(',url', ',extra,url', 1), 'release_10_23_2020.csv, line {}: expected 6 fields, found more'),
 ])
+@pytest.mark.slow
 def test_malformed_raw_files_name_file_and_line(tmp_path, dataset, edit, message):
     getattr(raw_formats, 'write_' + dataset)(tmp_path)
     name = {'retailrocket': 'events.csv', 'yoochoose': 'yoochoose-clicks.dat', 'rees46': '2019-Oct.csv',
@@ -76,6 +77,7 @@ def test_malformed_raw_files_name_file_and_line(tmp_path, dataset, edit, message
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.slow
 def test_missing_raw_file_and_unknown_dataset(tmp_path):
     out = cli('-m', 'gru4rec.preprocess', 'retailrocket', str(tmp_path), str(tmp_path / 'out'))
     assert out.returncode == 1 and 'Raw file events.csv not found in' in out.stderr
@@ -128,6 +130,7 @@ def reproduce(diginetica_sample, tmp_path, shift, *extra):
                '--published', str(table), '--report', str(tmp_path / 'report.json'), *extra)
 
 
+@pytest.mark.slow
 def test_reproduce_reports_success_within_tolerance(diginetica_sample, tmp_path):
     out = reproduce(diginetica_sample, tmp_path, 0.02)
     assert out.returncode == 0, out.stderr
@@ -138,6 +141,7 @@ def test_reproduce_reports_success_within_tolerance(diginetica_sample, tmp_path)
     assert report['reproduced'] is True and len(report['metrics']) == 8
 
 
+@pytest.mark.slow
 def test_reproduce_fails_outside_tolerance(diginetica_sample, tmp_path):
     out = reproduce(diginetica_sample, tmp_path, 0.02, '--tolerance', '0.01', '--no-baselines')
     assert out.returncode == 2
@@ -153,6 +157,7 @@ def test_published_table_and_paramfiles_are_consistent(root):
     assert (rr['Recall@20'], rr['MRR@20']) == (0.5186, 0.2175)
 
 
+@pytest.mark.slow
 def test_reproduce_bad_input(tmp_path):
     out = cli('-m', 'gru4rec.reproduce', 'diginetica', str(tmp_path))
     assert out.returncode == 1 and 'diginetica_train_full.tsv not found; make it with: python -m gru4rec.preprocess' \

@@ -23,6 +23,7 @@ def trained(files):
     return model, out.stdout
 
 
+@pytest.mark.slow
 def test_train_output_follows_original_format(trained):
     lines = trained[1].splitlines()
     assert lines[0].startswith('Using device: cpu (backend: c, BLAS: ')
@@ -40,6 +41,7 @@ def test_train_output_follows_original_format(trained):
     assert re.fullmatch(r'Recall@20: 0\.\d{6} MRR@20: 0\.\d{6}', lines[-1])
 
 
+@pytest.mark.slow
 def test_load_evaluate_several_test_files_and_primary_metric(files, trained):
     out = cli('run.py', trained[0], '-l', '-t', files['test'], files['test'], '-m', '5', '-e', 'conservative',
               '-pm', 'mrr', '-lpm')
@@ -50,6 +52,7 @@ def test_load_evaluate_several_test_files_and_primary_metric(files, trained):
     assert len(pm) == 2 and float(pm[0].split(': ')[1]) == pytest.approx(float(metric_lines[0].split()[-1]), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_param_file_and_pickled_data(files):
     pf = files['dir'] / 'params.py'
     pf.write_text('from collections import OrderedDict\ngru4rec_params = OrderedDict([("loss", "cross-entropy"), '
@@ -60,6 +63,7 @@ def test_param_file_and_pickled_data(files):
     assert re.search(r'Recall@20: 0\.\d+', out.stdout)
 
 
+@pytest.mark.slow
 def test_recommend_cli(trained, files):
     import pandas as pd
     item = str(pd.read_csv(files['test'], sep='\t').ItemId.iloc[0])
@@ -97,6 +101,7 @@ def error_cases(files, trained):
     ]
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_clear_error_and_exit_1(files, trained):
     for args, fragment in error_cases(files, trained):
         out = cli(*args)
@@ -106,6 +111,7 @@ def test_bad_input_gives_one_clear_error_and_exit_1(files, trained):
         assert 'Traceback' not in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_failed_training_writes_no_model_file(files):
     target = files['dir'] / 'never.pickle'
     (files['dir'] / 'only_header.tsv').write_text('SessionId\tItemId\tTime\n')

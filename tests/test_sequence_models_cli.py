@@ -24,6 +24,7 @@ def metric_lines(stdout, prefix):
     return [l for l in stdout.splitlines() if l.startswith(prefix)]
 
 
+@pytest.mark.slow
 def test_nextitnet_sequence_files_paper_protocol_then_loaded_with_the_gru4rec_protocol(lastfm_files):
     model = str(lastfm_files['dir'] / 'nextitnet.pickle')
     out = cli('run.py', lastfm_files['train'], '-g', 'nextitnet', '-ps', 'dilated_channels=32,dilations=1/2,n_epochs=2',
@@ -42,6 +43,7 @@ def test_nextitnet_sequence_files_paper_protocol_then_loaded_with_the_gru4rec_pr
     assert re.match(r'^Recall@20: [\d.]+ MRR@20: [\d.]+$', metric_lines(loaded.stdout, 'Recall@')[0])
 
 
+@pytest.mark.slow
 def test_cprec_on_session_tsv_with_a_parameter_file_fast_inference_and_compression_report(tiny_files, tmp_path):
     params = tmp_path / 'cprec_params.py'
     params.write_text("from collections import OrderedDict\ngru4rec_params = OrderedDict([('dilated_channels', 32), "
@@ -64,6 +66,7 @@ def test_cprec_on_session_tsv_with_a_parameter_file_fast_inference_and_compressi
     (['-ps', 'block=9/3,n_epochs=1,dilated_channels=8,dilations=1'], 'does not fit a vocabulary'),
     (['-ps', 'block_dims=64/16/4,dilated_channels=32'], 'block_dims must start with the head width'),
 ])
+@pytest.mark.slow
 def test_bad_cprec_input_gives_one_error(tiny_files, args, message):
     out = cli('run.py', tiny_files['train'], '-g', 'cprec', '-t', tiny_files['test'], *args)
     assert out.returncode == 1
@@ -71,6 +74,7 @@ def test_bad_cprec_input_gives_one_error(tiny_files, args, message):
     assert len(errors) == 1 and message in errors[0] and 'Traceback' not in out.stderr
 
 
+@pytest.mark.slow
 def test_paropt_tunes_cprec_on_the_paper_protocol(lastfm_files, tmp_path):
     space = tmp_path / 'space.json'
     space.write_text('{"name": "use_parametersharing_type", "dtype": "categorical", "values": ["cross-layer", "original"]}\n'
@@ -93,6 +97,7 @@ def test_bundled_parameter_spaces_are_valid_for_their_models(root, package, spac
     check_parameters(model_class(package), {}, load_space(os.path.join(root, 'paramspaces', space)))
 
 
+@pytest.mark.slow
 def test_split_creates_a_missing_output_folder_and_refuses_a_file(tmp_path):
     """The README's example splits into a folder that does not exist yet (issue 17, item 10)."""
     out = cli('-m', 'nextitnet.split', LASTFM, str(tmp_path / 'new' / 'lastfm'))
