@@ -119,6 +119,7 @@ def test_time_sort_orders_equal_start_times_as_the_original(monkeypatch):
     dict(loss='bpr-max', final_act='relu', constrained_embedding=True, adapt=None, lmbd=0.001, sample_alpha=0.0,
          train_random_order=True, init_as_normal=True, sigma=0.1),
 ])
+@pytest.mark.slow
 def test_every_mode_trains_and_evaluates(tiny_data, params):
     m = train(tiny_data, **params)
     assert not m.error_during_train
@@ -138,6 +139,7 @@ def test_main_settings_beat_popularity(tiny_data, params):
     assert rec[0] > popularity_recall(tiny_data) + 0.05
 
 
+@pytest.mark.slow
 def test_custom_ops_and_reference_train_identically(tiny_data):
     params = dict(loss='bpr-max', final_act='elu-0.5', constrained_embedding=True, n_epochs=1)
     a = train(tiny_data, **params)
@@ -227,6 +229,7 @@ def test_recommend_returns_top_k_of_session_scores(xe_model):
         xe_model.recommend(['no-such-item'])
 
 
+@pytest.mark.slow
 def test_save_load_in_fresh_process(xe_model, tiny_data, tmp_path, root):
     path = str(tmp_path / 'model.pickle')
     xe_model.savemodel(path)
