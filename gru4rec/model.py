@@ -46,6 +46,8 @@ from .losses import LOSSES, sampled_loss
 
 
 _layers = positive_list('sizes', '100/100')
+_NO_NEGATIVES = ('n_sample=0 uses only the other targets of the mini-batch as negatives, so it needs at least '
+                 '2 sessions per mini-batch ({}): use batch_size >= 2 or n_sample > 0')
 
 
 def _embedding(v):
@@ -128,6 +130,8 @@ class GRU4Rec(NeuralRecommender):
         if len(p['adapt_params']) < N_ADAPT_PARAMS[p['adapt']]:
             return 'adapt={} needs {} adapt_params (e.g. adapt_params=0.9/0.999)'.format(
                 p['adapt'], N_ADAPT_PARAMS[p['adapt']])
+        if p['n_sample'] == 0 and p['batch_size'] < 2:
+            return _NO_NEGATIVES.format('batch_size={}'.format(p['batch_size']))
         return None
 
     def after_set_params(self, names, maxk, maxv, verbose):
@@ -368,6 +372,8 @@ class GRU4Rec(NeuralRecommender):
         data, self.itemidmap = events.data, events.itemidmap
         item_idx, offsets = events.items, events.offsets
         n_sessions = len(offsets) - 1
+        if self.n_sample == 0 and n_sessions < 2:  # the batch is capped at the number of sessions
+            raise UserError(_NO_NEGATIVES.format('the training data has {} session'.format(n_sessions)))
         self.weights = self._init_weights()
         self._make_shared()
         support = np.bincount(item_idx, minlength=self.n_items).astype('float32')

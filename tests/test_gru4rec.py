@@ -84,6 +84,19 @@ def test_initial_weights_follow_the_pytorch_ports_compatibility_order():
     assert list(w) == ['Wx0', 'Wh0', 'Wrz0', 'Bh0', 'Wy', 'By']
 
 
+def test_no_negatives_is_one_clear_error():
+    """n_sample=0 takes its negatives from the mini-batch: one session per batch leaves none (the
+    loss Op raised a ValueError)."""
+    with pytest.raises(UserError, match=r'n_sample=0 .*\(batch_size=1\)'):
+        GRU4Rec(batch_size=1, n_sample=0)
+    model = GRU4Rec(batch_size=1)
+    with pytest.raises(UserError, match='batch_size >= 2'):
+        model.set_params(n_sample=0)
+    one_session = pd.DataFrame({'SessionId': [1, 1, 1], 'ItemId': ['a', 'b', 'c'], 'Time': [1, 2, 3]})
+    with pytest.raises(UserError, match='has 1 session'):
+        GRU4Rec(batch_size=8, n_sample=0, layers=[4]).fit(one_session, verbose=False)
+
+
 def test_time_sort_orders_equal_start_times_as_the_original(monkeypatch):
     """The original argsorts the per-session start times (sessions in session-id order) with
     numpy's default, unstable sort: sessions that start together keep that order, not a stable one."""
