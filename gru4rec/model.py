@@ -13,7 +13,11 @@ written before this parameter existed load with 'theano', the step they were tra
 Differences from the Theano original (github hidasib/GRU4Rec, a4ed5fb), all deliberate:
 - The default GRU step is the PyTorch port's (above); gru_cell='theano' gives the original's.
 - Row-sparse optimizer updates sum the gradients of rows used more than once in a step before the
-  adaptive scaling (the official PyTorch port does the same; Theano scaled each occurrence).
+  adaptive scaling (the official PyTorch port does the same; Theano scaled each occurrence). The
+  summing also applies momentum, L2 (lmbd) and grad_cap once per row rather than once per
+  occurrence: a row used k times in a step gets one momentum term and one lmbd * weight decay
+  (the original added k of each), and grad_cap's global norm is taken over the per-row sums (the
+  original's over the per-occurrence gradients).
 - adam uses beta2 for the second-moment bias correction and the gradient (not its square) for the
   first moment in the sparse update; the original had both slips. No published setting uses adam.
 - Random streams (dropout, negative samples) are PyTensor's, so runs match the original in
