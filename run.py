@@ -77,6 +77,7 @@ def main(argv=None):
     check_cutoffs(args.measure, '-m/--measure')
     check_metric(args)
     backend.configure(args.device, verbose=True)
+    import pandas as pd
     from recsys_core.data import load_events
     from recsys_core.evaluation import evaluate
     from recsys_core.params import load_param_file, parse_param_string
@@ -106,6 +107,13 @@ def main(argv=None):
         print('Started training')
         t0 = time.time()
         fit_args = dict(training=training) if training is not None else {}
+        if model.uses_vocab_data():  # a vocabulary over the whole data set, as some releases build it
+            if not args.test:
+                raise UserError('vocabulary=all builds the vocabulary over the training and test data: give -t TEST_PATH')
+            print('Loading test data for the vocabulary (vocabulary=all)...')
+            fit_args['vocab_data'] = pd.concat([load_events(f, args.session_key, args.item_key, args.time_key).rename(
+                columns={args.session_key: model.session_key, args.item_key: model.item_key,
+                         args.time_key: model.time_key}) for f in args.test], ignore_index=True)
         model.fit(data, sample_store=args.sample_store_size, store_type='cpu' if args.sample_store_on_cpu else 'gpu',
                   **fit_args)
         print('Total training time: {:.2f}s'.format(time.time() - t0))

@@ -10,6 +10,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from recsys_core.errors import UserError
+from recsys_core.softmax import cross_entropy_sum, log_softmax, softmax
 
 DEFAULT_BLOCK = [7000, 15000]
 AUTO_SHARES = (0.8, 0.95)
@@ -71,15 +72,6 @@ def block_embedding(X, head, tails, projections, bounds):
     return e
 
 
-def _log_softmax(z):
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - pt.log(pt.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def _ce_sum(z, y):
-    return -_log_softmax(z)[pt.arange(y.shape[0]), y].sum()
-
-
 def cluster_of(y, bounds):
     """0 for head ids, j for ids in tail j."""
     c = pt.zeros_like(y)
@@ -99,40 +91,36 @@ def block_softmax_loss(h, y, head, downs, outs, bounds, static_shapes=False):
     b0 = bounds[0]
     c = cluster_of(y, bounds)
     y_head = pt.switch(pt.eq(c, 0), y, b0 + c - 1)
-    total = _ce_sum(pt.dot(h, head), y_head)
+    total = cross_entropy_sum(pt.dot(h, head), y_head)
     for j, (U, O) in enumerate(zip(downs, outs)):
         if static_shapes:
             in_tail = pt.eq(c, j + 1)
             y_tail = pt.clip(y - bounds[j], 0, bounds[j + 1] - bounds[j] - 1)
-            logp = _log_softmax(pt.dot(pt.dot(h, U), O))[pt.arange(y.shape[0]), y_tail]
+            logp = log_softmax(pt.dot(pt.dot(h, U), O))[pt.arange(y.shape[0]), y_tail]
             total = total - (logp * pt.cast(in_tail, h.dtype)).sum()
             continue
         rows = pt.nonzero(pt.eq(c, j + 1))[0]
         z = pt.dot(pt.dot(h[rows], U), O)
-        total = total + _ce_sum(z, y[rows] - bounds[j])
+        total = total + cross_entropy_sum(z, y[rows] - bounds[j])
     return total / pt.cast(y.shape[0], h.dtype)
 
 
 def block_log_probs(h, head, downs, outs, bounds):
     """(N, V) log-probabilities of every id under the 2-level tree."""
     b0 = bounds[0]
-    log_head = _log_softmax(pt.dot(h, head))
+    log_head = log_softmax(pt.dot(h, head))
     parts = [log_head[:, :b0]]
     for j, (U, O) in enumerate(zip(downs, outs)):
-        parts.append(log_head[:, b0 + j][:, None] + _log_softmax(pt.dot(pt.dot(h, U), O)))
+        parts.append(log_head[:, b0 + j][:, None] + log_softmax(pt.dot(pt.dot(h, U), O)))
     return pt.concatenate(parts, axis=1)
 
 
 def head_probs(h, head):
-    z = pt.dot(h, head)
-    e = pt.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(pt.dot(h, head))
 
 
 def tail_probs(h, U, O):
-    z = pt.dot(pt.dot(h, U), O)
-    e = pt.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(pt.dot(pt.dot(h, U), O))
 
 
 def _top_k(scores, k):

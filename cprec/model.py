@@ -4,23 +4,21 @@ from collections import OrderedDict
 import numpy as np
 import pytensor.tensor as pt
 
-from nextitnet.backbone import glorot_uniform
-from nextitnet.model import PAD_TOKEN, NextItNet, cross_entropy, non_negative, positive
+from nextitnet.model import NextItNet
 from recsys_core.backend import compile_function, needs_static_shapes
+from recsys_core.blocks import glorot_uniform
 from recsys_core.errors import UserError
-from recsys_core.params import KEY_PARAMS, Param
+from recsys_core.params import KEY_PARAMS, Param, all_positive, non_negative, one_of, positive
+from recsys_core.sequence_model import PAD_TOKEN
+from recsys_core.softmax import cross_entropy
 
 from . import blockwise
-from .sharing import SCHEMES, conv_names, middle_parameters
+from .sharing import SCHEMES, middle_parameters, residual_blocks
 
 SOFTMAX_TYPES = ('FullSoftmax', 'Block_Input_Full', 'Block_for_Softmax', 'Block_Input_Softmax',
                  'Block_Input_Softmax_Inference')
 BLOCK_INPUT = ('Block_Input_Full', 'Block_Input_Softmax', 'Block_Input_Softmax_Inference')
 BLOCK_OUTPUT = ('Block_for_Softmax', 'Block_Input_Softmax', 'Block_Input_Softmax_Inference')
-
-
-def _one_of(options):
-    return lambda v: None if v in options else 'must be one of {}'.format(', '.join(options))
 
 
 class _BlockParam(Param):
@@ -49,14 +47,14 @@ class CpRec(NextItNet):
                                                             'dilations') and p not in KEY_PARAMS] + [
         Param('dilated_channels', 512, positive, doc='d: embedding, residual and softmax width'),
         Param('dilations', [1, 4, 1, 4], NextItNet.PARAMS[1].check, item_type=int),
-        Param('use_softmax_type', 'Block_Input_Softmax', _one_of(SOFTMAX_TYPES)),
-        Param('use_parametersharing_type', 'original', _one_of(SCHEMES)),
+        Param('use_softmax_type', 'Block_Input_Softmax', one_of(SOFTMAX_TYPES)),
+        Param('use_parametersharing_type', 'original', one_of(SCHEMES)),
         Param('use_embedding_type_factor', 4, positive),
         _BlockParam('block', 'default', _check_block),
-        Param('block_dims', [], lambda v: None if all(x > 0 for x in v) else 'sizes must be positive', item_type=int),
+        Param('block_dims', [], all_positive.says('sizes must be positive'), item_type=int),
         Param('l2_reg', 0.001, non_negative, doc='weight of the mean over tensors of 1/2 ||v||^2'),
         Param('top_k', 5, positive, doc='k of the fast inference (Block_Input_Softmax_Inference)'),
-        Param('inference_rule', 'released', _one_of(('released', 'exact'))),
+        Param('inference_rule', 'released', one_of(('released', 'exact'))),
         Param('pad_token', '0', doc="the padding token of pre-padded files (NextItNet's README pads with 0): an "
                                     "ordinary class, as released, but no share in block=auto; '' = none"),
     ] + KEY_PARAMS
@@ -102,8 +100,9 @@ class CpRec(NextItNet):
         return self.use_softmax_type in BLOCK_OUTPUT and not self.plain
 
     # ----------------------------------------------------------------- weights
-    def _conv_names(self, block):
-        return conv_names(self.use_parametersharing_type, block)
+    def _residual_blocks(self):
+        """The stack with the convolutions shared as use_parametersharing_type says (cprec.sharing)."""
+        return residual_blocks(self.use_parametersharing_type, self.dilations)
 
     def _init_weights(self):
         rng = np.random.default_rng(self.seed)
@@ -143,7 +142,7 @@ class CpRec(NextItNet):
         return blockwise.block_embedding(X, self.shared['in_head'], self._tails('in_tail'), self._tails('in_proj'),
                                          self.bounds)
 
-    def _loss_inputs(self):
+    def _loss_inputs(self):  # no sampled softmax in CpRec: its softmaxes are full or block-wise
         return []
 
     def _loss_feed(self, labels):
@@ -183,6 +182,7 @@ class CpRec(NextItNet):
         return V * d + middle_parameters('original', len(self.dilations), d, self.kernel_size) + d * V + V
 
     def parameter_report(self):
+        """NextItNet's counts, the uncompressed network's and the compression rate."""
         total = self.parameter_counts()['total']
         full = self.uncompressed_parameters()
         blocks = '' if self.bounds is None else '; block boundaries {}'.format('/'.join(map(str, self.bounds)))
@@ -270,17 +270,25 @@ class CpRec(NextItNet):
                                      'tails_evaluated': tails.tolist()}
         return ranks
 
-    # ----------------------------------------------------------------- model files
-    def get_state(self):
-        state = super().get_state()
-        state['bounds'] = self.bounds
-        return state
+    def evaluation_notes(self):
+        """Which numbers came from the fast inference's pruned list, and how many rows computed each tail."""
+        stats = self.last_inference_stats or {}
+        if 'pruned_cut_offs' not in stats:
+            return []
+        which = ('@{} from its pruned top-{} lists, every other cut-off from the exact ranking'.format(
+            stats['top_k'], stats['top_k']) if stats['pruned_cut_offs'] else
+                 'not reported (no cut-off equals top_k={}): every number is from the exact ranking'.format(
+                     stats['top_k']))
+        return ['Fast inference (rule {}; tails computed for {} of {} rows): {}'.format(
+            stats['inference_rule'], '/'.join(map(str, stats['tails_evaluated'])), stats['rows'], which)]
 
-    @classmethod
-    def from_state(cls, state):
-        model = super().from_state(state)
-        model.bounds = state['bounds']
-        return model
+    # ----------------------------------------------------------------- model files
+    def _model_state(self):
+        return dict(super()._model_state(), bounds=self.bounds)
+
+    def _restore_state(self, state):
+        super()._restore_state(state)
+        self.bounds = state['bounds']
 
     def _training_rows(self, data, verbose, vocab_data=None):
         rows = super()._training_rows(data, verbose, vocab_data)

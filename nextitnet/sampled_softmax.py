@@ -10,6 +10,8 @@ equal to the row's label) removed. Sampling happens in numpy once per batch.
 import numpy as np
 import pytensor.tensor as pt
 
+from recsys_core.softmax import cross_entropy
+
 
 def log_uniform_prob(ids, vocab_size):
     ids = np.asarray(ids, dtype=np.float64)
@@ -63,6 +65,5 @@ def sampled_softmax_loss(h, labels, W, b, sampled, true_logq, sampled_logq):
     sampled_logits = pt.dot(h, W[sampled].T) + b[sampled] - sampled_logq
     hits = pt.eq(labels[:, None], sampled[None, :])
     sampled_logits = pt.switch(hits, np.float32(-1e30), sampled_logits)  # accidental hits removed, as TF does
-    top = pt.maximum(true_logit, sampled_logits.max(axis=1))
-    log_norm = top + pt.log(pt.exp(true_logit - top) + pt.exp(sampled_logits - top[:, None]).sum(axis=1))
-    return (log_norm - true_logit).mean()
+    logits = pt.concatenate([true_logit[:, None], sampled_logits], axis=1)  # the true class is column 0
+    return cross_entropy(logits, pt.zeros_like(labels))

@@ -34,11 +34,12 @@ class EvalResult:
     Names: 'recall' and 'mrr' (protocol next); 'hr', 'mrr' and 'ndcg' (protocol last, where 'recall'
     is accepted for 'hr'). ``cases``: how many ranked targets the averages are over.
     ``pruned_cut_offs``: cut-offs whose numbers come from a pruned top-k list (CpRec's fast
-    inference) rather than the exact ranking; :meth:`lines` marks them.
+    inference) rather than the exact ranking; :meth:`lines` marks them. ``notes``: the model's lines
+    on how the numbers were computed (printed after the metric lines).
     """
 
-    def __init__(self, protocol, cut_offs, metrics, cases, unknown_targets=0, pruned_cut_offs=()):
-        self.protocol, self.cut_offs = protocol, list(cut_offs)
+    def __init__(self, protocol, cut_offs, metrics, cases, unknown_targets=0, pruned_cut_offs=(), notes=()):
+        self.protocol, self.cut_offs, self.notes = protocol, list(cut_offs), list(notes)
         self.metrics = OrderedDict((k, list(v)) for k, v in metrics.items())
         self.cases, self.unknown_targets = cases, unknown_targets
         self.pruned_cut_offs = sorted(set(pruned_cut_offs))
@@ -72,7 +73,7 @@ class EvalResult:
             if c in self.pruned_cut_offs:
                 line += '   (from the fast inference top-k list)'
             out.append(line)
-        return out
+        return out + self.notes
 
 
 def evaluate(model, test_data, protocol='next', cut_off=(20,), mode='standard', batch_size=512, items=None,

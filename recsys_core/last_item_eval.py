@@ -7,7 +7,9 @@ r <= k, else 0 (the released code's 1/(r0+1) and 1/log2(r0+2) with a 0-based ran
 Every test session with at least two events is one case. History items the model does not know are
 left out of the history; a target it does not know counts as a miss (in the released code such an
 item is in the vocabulary but never a training target, so it is practically never ranked in the top
-k). Models may provide ``rank_last_items(histories, targets, mode, max_cut)`` (a batched pass);
+k). Models may provide ``rank_last_items(histories, targets, mode, max_cut, cut_offs)`` (a batched
+pass returning one row of ranks per cut-off) and ``pruned_cut_offs(cut_offs)`` (the cut-offs whose
+ranks came from a pruned list);
 any other model is driven through its ``session_ranker``, keeping only each session's last step.
 """
 import numpy as np
@@ -37,24 +39,26 @@ def evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, sess
     model.check_trained()
     histories, targets = last_item_cases(model, test_data, session_key, item_key, time_key)
     known = (targets >= 0) & np.array([len(h) > 0 for h in histories], dtype=bool)
-    ranks = np.full(len(targets), np.inf)
+    ranks = np.full((len(cuts), len(targets)), np.inf)  # one row per cut-off
     pruned = ()
     if known.any():
         cases = [h for h, k in zip(histories, known) if k]
         if hasattr(model, 'rank_last_items'):
-            ranks[known] = model.rank_last_items(cases, targets[known], mode, int(cuts.max()))
+            ranks[:, known] = model.rank_last_items(cases, targets[known], mode, int(cuts.max()),
+                                                    cut_offs=list(cut_off))
             pruned = getattr(model, 'pruned_cut_offs', lambda cuts: ())(list(cut_off))
         else:
-            ranks[known] = _ranks_through_session_ranker(model, cases, targets[known], mode, batch_size)
+            ranks[:, known] = _ranks_through_session_ranker(model, cases, targets[known], mode, batch_size)
     if verbose:
         print('Measuring HR, MRR and NDCG @{} on the last item of {} test sequences ({} with an unknown '
               'target or no known history: counted as misses)'.format(','.join(map(str, cuts)), len(targets),
                                                                      int((~known).sum())))
-    hit = ranks[None, :] <= cuts[:, None]
+    hit = ranks <= cuts[:, None]
     with np.errstate(divide='ignore'):
-        metrics = {'hr': hit.mean(axis=1), 'mrr': (hit / ranks[None, :]).mean(axis=1),
-                   'ndcg': (hit / np.log2(ranks[None, :] + 1)).mean(axis=1)}
-    return EvalResult('last', list(cut_off), metrics, len(targets), int((~known).sum()), pruned)
+        metrics = {'hr': hit.mean(axis=1), 'mrr': (hit / ranks).mean(axis=1),
+                   'ndcg': (hit / np.log2(ranks + 1)).mean(axis=1)}
+    return EvalResult('last', list(cut_off), metrics, len(targets), int((~known).sum()), pruned,
+                      model.evaluation_notes() if hasattr(model, 'evaluation_notes') else [])
 
 
 def last_item_cases(model, test_data, session_key, item_key, time_key):

@@ -55,6 +55,15 @@ class Recommender(ParamSet):
         """The item id of each model index (indices that are no item, e.g. padding, included)."""
         return self.itemidmap.index.values
 
+    def uses_vocab_data(self):
+        """True when fit() needs the test events too (vocabularies built over the whole data set,
+        as some releases do); run.py then passes its -t files as ``vocab_data``."""
+        return False
+
+    def evaluation_notes(self):
+        """Lines about how the last evaluation was computed (e.g. a pruned fast inference)."""
+        return []
+
     # ----------------------------------------------------------------- recommendation
     def recommend(self, sessions, k=20, exclude_seen=False, skip_unknown=False):
         """Top-k next items for each session history.

@@ -111,6 +111,9 @@ class ParamSet:
     """Mixin giving a model declared parameters with defaults and ``set_params``."""
 
     PARAMS = []
+    ALIASES = {}
+    """Other names set_params accepts for a parameter (e.g. a README's spelling), echoed and kept
+    under the canonical name."""
 
     def __init__(self, **kwargs):
         for p in self.PARAMS:
@@ -126,9 +129,15 @@ class ParamSet:
         return OrderedDict((p.name, getattr(self, p.name)) for p in self.PARAMS)
 
     def set_params(self, verbose=True, **kwargs):
-        """Set parameters by name, casting strings; echo each as the original does."""
+        """Set parameters by name (or an alias of ``ALIASES``), casting strings; echo each as the
+        original does."""
         if not kwargs:
             return
+        for alias, name in self.ALIASES.items():
+            if alias in kwargs:
+                if name in kwargs:
+                    raise UserError('Parameter {} is given twice (as {} and as {})'.format(name, alias, name))
+                kwargs = OrderedDict((name if k == alias else k, v) for k, v in kwargs.items())
         spec = {p.name: p for p in self.PARAMS}
         unknown = [k for k in kwargs if k not in spec]
         if unknown:

@@ -209,9 +209,10 @@ def test_sharing_parameter_counts_follow_the_formula(small_seqs, scheme):
     distinct = {'original': 2 * L, 'cross-layer': 1, 'cross-block': 2, 'adjacent-layer': L,
                 'adjacent-block': 2 * math.ceil(L / 2)}[scheme]
     assert model.parameter_counts()['middle'] == distinct * (k * C * C + C) + 4 * L * C
-    names = [model._conv_names(i) for i in range(L)]
+    blocks = model._residual_blocks()  # sharing = blocks holding the same Conv objects
+    assert len({id(c) for b in blocks for c in (b.conv_a, b.conv_b)}) == distinct
     if scheme == 'adjacent-block':  # blocks 0 and 1 pair up, block 2 is alone
-        assert names[0] == names[1] and names[2] != names[1]
+        assert blocks[0].conv_a is blocks[1].conv_a and blocks[2].conv_a is not blocks[1].conv_a
 
 
 def test_shared_kernel_receives_every_users_gradient(small_seqs):

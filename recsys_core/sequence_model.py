@@ -1,0 +1,264 @@
+"""What every model over left-padded item sequences shares (NextItNet, CpRec, and the SASRec-based
+models that build on them): the vocabulary with its padding class, training rows cut into windows,
+the training plan (fixed-order complete batches, TF's Adam), masked scoring of the last position,
+last-item ranking and the sliding-window session ranker, and the model state.
+
+A subclass defines its paper: parameters, ``_init_weights``, ``_hidden(X)`` (the (B, L, C) top
+layer for a (B, L) index matrix), ``_train_loss(h, labels, extra)``, ``_log_scores(h_last)``, and
+optionally ``_vocabulary`` (index order), ``_loss_inputs``/``_loss_feed`` (extra inputs of a step,
+e.g. sampled candidates), ``_regularization``, ``_optimizer`` and ``_describe``.
+"""
+import numpy as np
+import pandas as pd
+import pytensor.tensor as pt
+
+from gpu_ops.ranking import rank_counts, ranks_from_counts
+
+from .backend import compile_function
+from .data import TrainingEvents, session_offsets
+from .errors import UserError
+from .model import NeuralRecommender
+from .optim import DenseAdam
+from .params import Param, one_of
+from .sequences import left_pad, sequences_from_events, windows
+from .trainer import TrainingPlan
+
+PAD_TOKEN = '<PAD>'
+EVAL_BATCH = 256
+
+VOCABULARY = Param('vocabulary', 'train', one_of(('train', 'all')).says('must be train or all'),
+                   doc="'all': ids, frequencies and T over the training data and fit()'s vocab_data, as the "
+                       "releases (which build them before splitting); alias vocab")
+"""The vocabulary parameter every sequence model declares (``ALIASES`` gives it the name vocab,
+which is also the attribute holding the vocabulary itself)."""
+
+
+class SequenceRecommender(NeuralRecommender):
+    """Base of the sequence models: left-padded windows of at most ``seq_len`` items."""
+
+    def __init__(self, **kwargs):
+        self.vocab = None
+        self.pad_index = None
+        self.seq_len = None
+        self._rng = None
+        super().__init__(**kwargs)
+
+    @property
+    def n_vocab(self):
+        return len(self.vocab)
+
+    def index_ids(self):
+        return self.vocab
+
+    # ----------------------------------------------------------------- vocabulary and training rows
+    def _vocabulary(self, item_ids, counts, n_pad):
+        """Vocabulary tokens in index order and the padding index: index 0 is the padding class,
+        items follow in order of first appearance (NextItNet's). ``counts`` are the items'
+        frequencies in the training windows, ``n_pad`` the padding slots."""
+        return np.concatenate([[PAD_TOKEN], item_ids]).astype(object), 0
+
+    def _training_rows(self, data, verbose, vocab_data=None):
+        """Left-padded (rows, T) matrix in model indices, building the vocabulary on the way.
+
+        With vocabulary=all, ``vocab_data``'s sequences (cut into windows of the same T) also count
+        for the vocabulary, the frequencies, the padding and, when max_len=0, T; rows are only the
+        training data's.
+        """
+        events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
+        seqs = sequences_from_events(events.items, events.offsets)
+        item_ids = events.itemidmap.index.values
+        extra = []
+        if self.vocabulary == 'all':
+            item_ids, extra = self._vocab_sequences(vocab_data, item_ids)
+        longest = max(len(s) for s in seqs + extra)
+        self.seq_len = self.max_len if self.max_len else longest
+        if self.seq_len < 2:
+            raise UserError('max_len must be at least 2 (an input and a target)')
+        pieces = [w for s in seqs for w in windows(s, self.seq_len)]
+        if not pieces:
+            raise UserError('Training data has no sequence with at least two items')
+        counted = pieces + [w for s in extra for w in windows(s, self.seq_len)]
+        counts = np.bincount(np.concatenate(counted), minlength=len(item_ids))
+        n_pad = sum(self.seq_len - len(p) for p in counted)
+        literal_pad = item_ids == PAD_TOKEN  # a file's literal <PAD> is the padding class (CpRec's loader)
+        n_pad += int(counts[literal_pad].sum())
+        self.vocab, self.pad_index = self._vocabulary(item_ids[~literal_pad], counts[~literal_pad], n_pad)
+        index = pd.Series(np.arange(len(self.vocab), dtype=np.int32), index=self.vocab)
+        remap = index[item_ids].values.astype(np.int32)
+        self._set_itemidmap()
+        rows = left_pad([remap[p] for p in pieces], self.seq_len, self.pad_index)
+        if verbose:
+            print('{} training sequences of length {} ({} items, vocabulary {} with padding{})'.format(
+                len(rows), self.seq_len, self.n_items, self.n_vocab, self._describe()))
+        return rows
+
+    def _vocab_sequences(self, vocab_data, item_ids):
+        """(item ids of the training data then vocab_data's new ones in order of first appearance,
+        vocab_data's sequences as indices into them)."""
+        if vocab_data is None:
+            raise UserError('vocabulary=all builds the vocabulary over the whole data set, as the releases do: '
+                            'fit() needs the other events (e.g. the test set) as vocab_data')
+        keys = [self.session_key, self.item_key, self.time_key]
+        missing = [k for k in keys if k not in vocab_data.columns]
+        if missing:
+            raise UserError('vocab_data has no column(s): {}'.format(', '.join(missing)))
+        extra = vocab_data[keys].sort_values([self.session_key, self.time_key], kind='mergesort')
+        ids = extra[self.item_key].astype(str).values
+        item_ids = np.concatenate([item_ids, pd.unique(ids[~pd.Index(ids).isin(item_ids)])]).astype(object)
+        idx = pd.Series(np.arange(len(item_ids), dtype=np.int32), index=item_ids)[ids].values
+        return item_ids, sequences_from_events(idx, session_offsets(extra[self.session_key].values))
+
+    def uses_vocab_data(self):
+        return self.vocabulary == 'all'
+
+    def _describe(self):
+        """Extra text for the line that describes the training rows."""
+        return ''
+
+    def _set_itemidmap(self):
+        keep = np.arange(len(self.vocab)) != self.pad_index
+        self.itemidmap = pd.Series(np.flatnonzero(keep).astype(np.int32), index=self.vocab[keep], name='ItemIdx')
+
+    # ----------------------------------------------------------------- training
+    def _loss_inputs(self):
+        """Extra symbolic inputs of the training step (e.g. sampled candidates)."""
+        return []
+
+    def _loss_feed(self, labels):
+        """Numeric values of :meth:`_loss_inputs` for one batch of labels."""
+        return []
+
+    def _regularization(self):
+        return 0
+
+    def _trainable(self):
+        return list(self.shared.values())
+
+    def _optimizer(self):
+        """TF 1.x's Adam, the optimizer NextItNet and CpRec were published with."""
+        return DenseAdam(self.learning_rate, self.beta1)
+
+    def _report(self):
+        """A line printed before training (e.g. the parameter counts)."""
+        return None
+
+    def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None, max_batches=None,
+            vocab_data=None):
+        """Train on a DataFrame of events (run.py's sample_store/store_type are unused here).
+
+        max_batches stops each epoch early (benchmarks time a fixed number of steps with it).
+        vocab_data: events with the same columns (e.g. the test set) that join the vocabulary, its
+        frequencies and T without being trained on; required with vocabulary=all, unused with
+        vocabulary=train. training: recsys_core.trainer.TrainingOptions.
+        """
+        return super().fit(data, verbose=verbose, training=training, max_batches=max_batches, vocab_data=vocab_data)
+
+    def _training_plan(self, data, verbose, max_batches=None, vocab_data=None):
+        """Rows, weights and the compiled step; batches are the complete batches in the rows' fixed
+        order (as released)."""
+        rows = self._training_rows(data, verbose, vocab_data if self.vocabulary == 'all' else None)
+        self.weights = self._init_weights()
+        self._make_shared()
+        self._rng = np.random.default_rng(self.seed + 1)
+        if verbose and self._report():
+            print(self._report())
+        batch = min(self.batch_size, len(rows))
+        n_batches = len(rows) // batch if max_batches is None else min(len(rows) // batch, max_batches)
+        X = pt.imatrix('X')
+        extra = self._loss_inputs()
+        cost = self._train_loss(self._hidden(X[:, :-1]), X[:, 1:], extra) + self._regularization()
+        step_fn = compile_function([X] + extra, cost, updates=self._optimizer().updates(cost, self._trainable()))
+        positions = batch * (self.seq_len - 1)
+
+        def batches(epoch):
+            for b in range(n_batches):
+                yield rows[b * batch:(b + 1) * batch], positions
+
+        def step(xb):
+            return float(step_fn(xb, *self._loss_feed(xb[:, 1:])))
+
+        def set_rng(state):
+            self._rng = state
+
+        return TrainingPlan(self.n_epochs, step, batches, step_function=step_fn, host_state=lambda: self._rng,
+                            set_host_state=set_rng, finish=self._sync_weights)
+
+    # ----------------------------------------------------------------- scoring and ranking
+    def _masked_scores(self, X):
+        """Scores of the last position of (B, L) windows over the vocabulary, the padding class at -inf."""
+        scores = self._log_scores(self._hidden(X)[:, -1, :])
+        return pt.set_subtensor(scores[:, self.pad_index], -np.inf)
+
+    def _scores_fn(self):
+        def build():
+            X = pt.imatrix('X')
+            return compile_function([X], self._masked_scores(X))
+        return self._function('scores', build)
+
+    def _rank_fn(self, with_items):
+        """(B, L) windows, targets[, items] -> counts of items scoring above / equal to the target."""
+        def build():
+            X, target, items = pt.imatrix('X'), pt.ivector('target'), pt.ivector('items')
+            scores = self._masked_scores(X)
+            target_score = scores[pt.arange(X.shape[0]), target]
+            return compile_function([X, target, items], rank_counts(scores[:, items] if with_items else scores,
+                                                                    target_score))
+        return self._function(('rank', with_items), build)
+
+    def windows_of(self, histories):
+        """Histories (lists of model indices, oldest first) as the model's (n, T-1) input windows."""
+        return left_pad(histories, self.seq_len - 1, self.pad_index)
+
+    def rank_last_items(self, histories, targets, mode, max_cut, cut_offs=None):
+        """Ranks of each target after its history (the last-item protocol; batched). With
+        ``cut_offs``, a (len(cut_offs), n) array, one row per cut-off (all equal here; CpRec's fast
+        inference takes its top_k row from its pruned list)."""
+        if cut_offs is not None:
+            return np.tile(self.rank_last_items(histories, targets, mode, max_cut), (len(cut_offs), 1))
+        fn = self._rank_fn(False)
+        X = self.windows_of(histories)
+        ranks = []
+        for s in range(0, len(X), EVAL_BATCH):
+            greater, equal = fn(X[s:s + EVAL_BATCH], np.asarray(targets[s:s + EVAL_BATCH], dtype=np.int32),
+                                np.zeros(0, dtype=np.int32))
+            ranks.append(ranks_from_counts(greater.astype(np.float64), equal.astype(np.float64), mode))
+        return np.concatenate(ranks)
+
+    def session_ranker(self, batch_size, mode='standard', items=None):
+        """Evaluation stepper for recsys_core.evaluation: a sliding input window per slot."""
+        self.check_trained()
+        item_idx = None if items is None else self.item_indices(items)
+        return WindowRanker(self, batch_size, item_idx)
+
+    def _history_scores(self, histories):
+        return np.asarray(self._scores_fn()(self.windows_of(histories)))
+
+    # ----------------------------------------------------------------- model files
+    def _model_state(self):
+        return {'vocab': self.vocab, 'pad_index': self.pad_index, 'seq_len': self.seq_len,
+                'weights': dict(self.weights)}
+
+    def _restore_state(self, state):
+        self.vocab, self.pad_index, self.seq_len = state['vocab'], state['pad_index'], state['seq_len']
+        self.weights = dict(state['weights'])
+        self._set_itemidmap()
+
+
+class WindowRanker:
+    """Per slot, the last T-1 items of its session (padding before); reset when a session ends."""
+
+    def __init__(self, model, batch_size, items):
+        self.model, self.items = model, items
+        self.fn = model._rank_fn(items is not None)
+        self.window = np.full((batch_size, model.seq_len - 1), model.pad_index, dtype=np.int32)
+
+    def step(self, inp, out, last):
+        self.window[:, :-1] = self.window[:, 1:]
+        self.window[:, -1] = inp
+        items = self.items if self.items is not None else np.zeros(0, dtype=np.int32)
+        greater, equal = self.fn(self.window, np.asarray(out, dtype=np.int32), items)
+        self.window[np.asarray(last, dtype=bool)] = self.model.pad_index
+        return greater, equal
+
+    def shrink(self, keep):
+        self.window = self.window[keep]

@@ -1,0 +1,85 @@
+"""Every model has the one surface of recsys_core.model: trained check, id mapping, recommend (top-k,
+exclude_seen, skip_unknown), atomic save and load, and one evaluation entry point for both protocols."""
+import numpy as np
+import pytest
+
+from baselines.bpr import BPR
+from baselines.item_knn import ItemKNN
+from baselines.pop import Pop
+from baselines.random_pred import RandomPred
+from baselines.session_pop import SessionPop
+from cprec import CpRec
+from gru4rec import GRU4Rec
+from nextitnet import NextItNet
+from recsys_core.errors import UserError
+from recsys_core.evaluation import EvalResult, evaluate
+from recsys_core.model import NeuralRecommender, Recommender
+
+MODELS = {
+    'gru4rec': (GRU4Rec, dict(layers=[16], batch_size=16, n_sample=16, n_epochs=1)),
+    'nextitnet': (NextItNet, dict(dilated_channels=8, dilations=[1, 2], max_len=8, batch_size=32, n_epochs=1)),
+    'cprec': (CpRec, dict(dilated_channels=8, dilations=[1, 2], max_len=8, batch_size=32, n_epochs=1,
+                          block=[40, 120])),
+    'pop': (Pop, {}), 'session_pop': (SessionPop, {}), 'item_knn': (ItemKNN, {}), 'random': (RandomPred, {}),
+    'bpr': (BPR, dict(n_factors=8, n_iterations=2)),
+}
+
+
+@pytest.fixture(scope='module')
+def fitted(tiny_data):
+    train, _ = tiny_data
+    return {name: cls(**params).fit(train, verbose=False) for name, (cls, params) in MODELS.items()}
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_untrained_models_refuse_to_recommend_and_save(name, tmp_path):
+    cls, params = MODELS[name]
+    model = cls(**params)
+    assert isinstance(model, Recommender)
+    with pytest.raises(UserError, match='not been trained'):
+        model.recommend(['1'])
+    with pytest.raises(UserError, match='not been trained'):
+        model.savemodel(str(tmp_path / 'm'))
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_recommend_ids_exclusion_and_unknown_items(fitted, tiny_data, name):
+    model = fitted[name]
+    known = list(tiny_data[0].ItemId.unique()[:3])
+    ids, scores = model.recommend(known, k=7)
+    assert len(ids) == 7 and np.all(np.diff(scores) <= 0)
+    assert set(ids) <= set(model.itemidmap.index)  # real items only (never a padding class)
+    ids, _ = model.recommend(known, k=model.n_items, exclude_seen=True)
+    assert not set(known) & set(ids[:model.n_items - len(known)])
+    with pytest.raises(UserError, match='Unknown item'):
+        model.recommend(known + ['no-such-item'])
+    batch = model.recommend([known, known[:1] + ['no-such-item']], k=3, skip_unknown=True)
+    assert len(batch) == 2 and all(len(ids) == 3 for ids, _ in batch)
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_saved_models_load_with_the_same_recommendations(fitted, tiny_data, name, tmp_path):
+    model = fitted[name]
+    path = str(tmp_path / 'model.pkl')
+    model.savemodel(path)
+    loaded = type(model).loadmodel(path)
+    history = list(tiny_data[0].ItemId.unique()[:4])
+    a, b = model.recommend(history, k=5), loaded.recommend(history, k=5)
+    assert list(a[0]) == list(b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
+    assert isinstance(model, NeuralRecommender) == (name in ('gru4rec', 'nextitnet', 'cprec'))
+
+
+@pytest.mark.parametrize('name', ['gru4rec', 'nextitnet', 'item_knn'])
+def test_one_evaluation_entry_point_for_both_protocols(fitted, tiny_data, name):
+    model, test = fitted[name], tiny_data[1]
+    nxt, last = (evaluate(model, test, protocol=p, cut_off=[5, 20], verbose=False) for p in ('next', 'last'))
+    assert isinstance(nxt, EvalResult) and isinstance(last, EvalResult)
+    assert list(nxt.metrics) == ['recall', 'mrr'] and list(last.metrics) == ['hr', 'mrr', 'ndcg']
+    assert nxt.lines()[0].startswith('Recall@5: ') and last.lines()[1].startswith('HR@20: ')
+    assert last.value('recall', 20) == last.value('hr', 20) >= last.value('hr', 5)
+    assert 0 < nxt.value('mrr', 20) <= nxt.value('recall', 20) <= 1
+    with pytest.raises(UserError, match='not measured'):
+        nxt.value('ndcg', 5)
+    with pytest.raises(UserError, match='Cut-off 10'):
+        last.value('hr', 10)
