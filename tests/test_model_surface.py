@@ -83,3 +83,24 @@ def test_one_evaluation_entry_point_for_both_protocols(fitted, tiny_data, name):
         nxt.value('ndcg', 5)
     with pytest.raises(UserError, match='Cut-off 10'):
         last.value('hr', 10)
+
+
+def test_cprec_fast_inference_numbers_are_marked_and_only_at_top_k(tiny_data):
+    """Block_Input_Softmax_Inference: the cut-off equal to top_k comes from the pruned list (marked),
+    every other cut-off from the exact ranking (equal to the same network evaluated exactly)."""
+    train, test = tiny_data
+    params = dict(dilated_channels=8, dilations=[1, 2], max_len=8, batch_size=32, n_epochs=1, block=[40, 120],
+                  use_softmax_type='Block_Input_Softmax_Inference', top_k=5)
+    fast = CpRec(**params).fit(train, verbose=False)
+    res = evaluate(fast, test, protocol='last', cut_off=[5, 20], verbose=False)
+    assert res.pruned_cut_offs == [5]
+    assert res.lines()[0].endswith('(from the fast inference top-k list)') and 'fast' not in res.lines()[1]
+    assert res.lines()[2].startswith('Fast inference (rule released') and '@5 from its pruned top-5' in res.lines()[2]
+    exact = CpRec(**dict(params, use_softmax_type='Block_Input_Softmax'))
+    exact._training_rows(train, verbose=False)
+    exact.weights, exact.bounds = dict(fast.weights), fast.bounds
+    exact_res = evaluate(exact, test, protocol='last', cut_off=[5, 20], verbose=False)
+    assert exact_res.value('hr', 20) == res.value('hr', 20) and exact_res.pruned_cut_offs == []
+    assert exact_res.value('mrr', 5) >= res.value('mrr', 5) - 1e-12  # the pruned list can only miss items
+    none = evaluate(fast, test, protocol='last', cut_off=[10], verbose=False)
+    assert none.pruned_cut_offs == [] and 'no cut-off equals top_k=5' in none.lines()[-1]

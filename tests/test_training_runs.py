@@ -99,3 +99,24 @@ def test_a_killed_run_py_resumes_with_the_same_command(tiny_files, tmp_path):
         np.testing.assert_allclose(b.weights[k], a.weights[k], rtol=1e-5, atol=1e-6)
     lines = [line for line in whole.stdout.splitlines() if line.startswith('Restored')]
     assert lines and lines == [line for line in again.stdout.splitlines() if line.startswith('Restored')]
+
+
+def test_nextitnet_sampled_softmax_resumes_and_stops_early(tiny_data, tmp_path, monkeypatch):
+    """The sequence models train through the same trainer: the sampler's generator is host state,
+    validation under the last-item protocol selects the best weights."""
+    from nextitnet import NextItNet
+    train, valid = tiny_data
+    params = dict(dilated_channels=8, dilations=[1, 2], max_len=8, batch_size=32, n_epochs=2, is_negsample=True)
+    options = dict(valid=valid, protocol='last', metric='mrr', cut_off=5, eval_every=10)
+    whole = NextItNet(**params).fit(train, verbose=False, training=TrainingOptions(**options))
+    folder = str(tmp_path / 'ck')
+    restore = interrupt_after(monkeypatch, NextItNet, 25)
+    with pytest.raises(Interrupt):
+        NextItNet(**params).fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
+    restore()
+    resumed = NextItNet(**params).fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
+    for k in whole.weights:
+        np.testing.assert_allclose(resumed.weights[k], whole.weights[k], rtol=1e-6, atol=1e-7)
+    best = max(h['value'] for h in whole.training_history)
+    from recsys_core.evaluation import evaluate
+    assert evaluate(whole, valid, 'last', [5], verbose=False).value('mrr', 5) == pytest.approx(best, abs=1e-9)
