@@ -1,11 +1,29 @@
 """Shared core of the project: what every model package needs, written once.
 
-data loading and sorting (data), sequence files, padding and the released split (sequences),
-session-parallel mini-batches (batching), negative sampling (sampling), optimizers with row-sparse
-updates and TF's Adam (optim), activation strings (activations), parameter parsing and echoing
-(params), evaluation with tie modes (evaluation) and on the last item (last_item_eval), backend
-and device selection (backend), atomic model files (persistence), synthetic session data
-(synthetic), dataset preprocessing steps (preprocessing), hyperparameter search (tuning).
+The model surface: the base classes every model inherits (model: Recommender, NeuralRecommender;
+sequence_model: SequenceRecommender for left-padded item sequences), the one training loop
+(trainer: epochs and step caps, progress lines, NaN handling, validation every N steps, early
+stopping, checkpoints, resume, warm start) and the one evaluation entry point for both protocols
+(evaluation.evaluate -> EvalResult; last_item_eval for the last-item protocol).
+Building blocks: the dilated residual block and the SASRec block, as objects holding weight names
+(blocks), log-softmax and cross-entropy (softmax), optimizers with row-sparse updates and TF's
+Adam (optim), negative sampling (sampling), random streams inside graphs (randomness), activation
+strings (activations).
+Data: loading and sorting (data), sequence files, padding, windows and the released split
+(sequences), session-parallel mini-batches (batching), synthetic session data (synthetic),
+dataset preprocessing steps (preprocessing).
+Around them: parameter declaration, validators and echo (params), the front ends' shared flags
+(cli), backend and device selection (backend), the thread tuner (threads), model files
+(persistence), the one atomic file writer (atomic), hyperparameter search (tuning).
+
+One training step, end to end (GRU4Rec; the sequence models take the same path with their own graph):
+run.py builds TrainingOptions from its flags -> NeuralRecommender.fit -> the model's _training_plan
+(gru4rec/model.py: weights, the sample store (sampling), the graph of one step: GRU layers, the
+scores of the distinct sampled items (gpu_ops.columns), the fused loss Op (gpu_ops.sampled_loss,
+its C code in gpu_ops/c), the updates (optim, with gpu_ops.sparse_update's in-place adagrad),
+compiled by backend.compile_function with gpu_ops' rewrites (gpu_ops.rows)) -> Trainer.run feeds the
+plan's batches (batching.session_parallel) to the compiled step; the C code's matrix products go to
+OpenBLAS through gpu_ops.toolchain's GEMM wrapper.
 
 How PyTensor's C code is compiled and linked (the BLAS flags, the parallel GEMM wrapper, the gcc
 flags) lives one layer down, in gpu_ops.toolchain, because the custom Ops need it too and gpu_ops

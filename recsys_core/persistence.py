@@ -26,21 +26,27 @@ def save_model(model, path):
                         'class': '{}:{}'.format(cls.__module__, cls.__qualname__), 'state': model.get_state()})
 
 
-def read_model_file(path):
-    """Return (class, state) from a model file or raise UserError."""
+def read_tagged_pickle(path, tag, version, what):
+    """The dict pickled in ``path`` with format ``tag`` and ``version``, or one UserError saying what is wrong."""
     if not os.path.isfile(path):
-        raise UserError('Model file not found: {}'.format(path))
+        raise UserError('{} not found: {}'.format(what.capitalize(), path))
     try:
         with open(path, 'rb') as f:
             payload = pickle.load(f)
     except Exception as e:
-        raise UserError('Could not read model file {}: it is corrupt or not a model file ({}: {})'.format(
-            path, type(e).__name__, e)) from None
-    if not isinstance(payload, dict) or payload.get('format') != FORMAT_TAG:
-        raise UserError('{} is not a model file of this project'.format(path))
-    if payload.get('version') != FORMAT_VERSION:
-        raise UserError('Model file {} has format version {}; this version reads {}'.format(
-            path, payload.get('version'), FORMAT_VERSION))
+        raise UserError('Could not read {} {}: it is corrupt or not a {} ({}: {})'.format(
+            what, path, what, type(e).__name__, e)) from None
+    if not isinstance(payload, dict) or payload.get('format') != tag:
+        raise UserError('{} is not a {} of this project'.format(path, what))
+    if payload.get('version') != version:
+        raise UserError('{} {} has format version {}; this version reads {}'.format(
+            what.capitalize(), path, payload.get('version'), version))
+    return payload
+
+
+def read_model_file(path):
+    """Return (class, state) from a model file or raise UserError."""
+    payload = read_tagged_pickle(path, FORMAT_TAG, FORMAT_VERSION, 'model file')
     module_name, _, qualname = payload.get('class', '').partition(':')
     try:
         cls = getattr(importlib.import_module(module_name), qualname)

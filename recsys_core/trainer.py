@@ -20,7 +20,6 @@ parameters or other training data is refused with one clear error and left as it
 import copy
 import hashlib
 import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -29,7 +28,7 @@ import numpy as np
 
 from .backend import collector_paused
 from .errors import UserError
-from .persistence import write_atomic
+from .persistence import read_tagged_pickle, write_atomic
 from .threads import ThreadTuner
 
 CHECKPOINT_TAG = 'pytensor-recsys-checkpoint'
@@ -277,8 +276,8 @@ class Trainer:
         payload = {'format': CHECKPOINT_TAG, 'version': CHECKPOINT_VERSION, 'fingerprint': self.fingerprint,
                    'epoch': epoch, 'batch': batch, 'step': step, 'costs': list(costs), 'weights': list(weights),
                    'seconds': seconds, 'state': [v.get_value() for v in self.plan.state],
-                   'host': self.plan.host_state(), 'epoch_host': self.epoch_host if batch else None, 'history': self.history, 'best': self.best,
-                   'best_step': self.best_step, 'bad': self.bad, 'epoch_stats': self.model.epoch_stats,
+                   'host': self.plan.host_state(), 'epoch_host': self.epoch_host if batch else None,
+                   'history': self.history, 'best': self.best, 'best_step': self.best_step, 'bad': self.bad, 'epoch_stats': self.model.epoch_stats,
                    'training_seconds': self.seconds_before + time.time() - self.started}
         write_atomic(os.path.join(opt.checkpoint, LAST), payload)
 
@@ -287,14 +286,7 @@ class Trainer:
         path = os.path.join(opt.checkpoint, LAST) if opt.checkpoint else None
         if not path or not os.path.isfile(path):
             return None
-        try:
-            with open(path, 'rb') as f:
-                ck = pickle.load(f)
-        except Exception as e:
-            raise UserError('Could not read checkpoint {} ({}: {}); delete it to start afresh'.format(
-                path, type(e).__name__, e)) from None
-        if not isinstance(ck, dict) or ck.get('format') != CHECKPOINT_TAG or ck.get('version') != CHECKPOINT_VERSION:
-            raise UserError('{} is not a checkpoint of this version'.format(path))
+        ck = read_tagged_pickle(path, CHECKPOINT_TAG, CHECKPOINT_VERSION, 'checkpoint')
         if ck['fingerprint'] != self.fingerprint:
             mine, theirs = self.fingerprint, ck['fingerprint']
             what = [k for k in mine if mine.get(k) != theirs.get(k)]

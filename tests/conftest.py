@@ -41,3 +41,27 @@ def cli(*args, timeout=900, **kwargs):
     """Run a project script (run.py, paropt.py, ...) from the repository root with this Python."""
     return subprocess.run([sys.executable] + list(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           **kwargs)
+
+
+class Interrupt(Exception):
+    """Raised by :func:`interrupt_after` in place of a training step (an interrupted run)."""
+
+
+def interrupt_after(monkeypatch, cls, n_steps):
+    """Make the next fits of ``cls`` raise Interrupt after ``n_steps`` training steps; returns a
+    function that undoes it."""
+    original = cls._training_plan
+
+    def plan_that_fails(self, data, verbose, **kw):
+        plan = original(self, data, verbose, **kw)
+        step, calls = plan.step, [0]
+
+        def failing(batch):
+            calls[0] += 1
+            if calls[0] > n_steps:
+                raise Interrupt()
+            return step(batch)
+        plan.step = failing
+        return plan
+    monkeypatch.setattr(cls, '_training_plan', plan_that_fails)
+    return lambda: monkeypatch.setattr(cls, '_training_plan', original)

@@ -106,3 +106,27 @@ def test_split_creates_a_missing_output_folder_and_refuses_a_file(tmp_path):
     (tmp_path / 'file').write_text('x')
     out = cli('-m', 'nextitnet.split', LASTFM, str(tmp_path / 'file'))
     assert out.returncode == 1 and 'Output folder is a file' in out.stderr and (tmp_path / 'file').read_text() == 'x'
+
+
+@pytest.mark.slow
+def test_vocabulary_all_takes_the_test_files_and_needs_them(tiny_files, tmp_path):
+    """vocabulary=all: run.py passes its -t files as vocab_data (the vocabulary grows by the test-only
+    items); without -t it says so."""
+    import pandas as pd
+    train, test = (pd.read_csv(tiny_files[k], sep='\t', dtype={'ItemId': str}) for k in ('train', 'test'))
+    extra = pd.DataFrame({'SessionId': [-1, -1, -1], 'ItemId': ['new1', 'new2', train.ItemId[0]], 'Time': [1, 2, 3]})
+    test = pd.concat([test, extra], ignore_index=True)
+    test_path = str(tmp_path / 'test_with_new_items.tsv')
+    test.to_csv(test_path, sep='\t', index=False)
+    params = 'dilated_channels=8,dilations=1/2,max_len=8,n_epochs=1'
+    sizes = {}
+    for vocabulary in ('train', 'all'):
+        out = cli('run.py', tiny_files['train'], '-g', 'nextitnet', '-ps', params + ',vocab=' + vocabulary,
+                  '-t', test_path, '--protocol', 'last')
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert ('Loading test data for the vocabulary' in out.stdout) == (vocabulary == 'all')
+        sizes[vocabulary] = int(re.search(r'vocabulary (\d+) with padding', out.stdout).group(1))
+    assert sizes['train'] == train.ItemId.nunique() + 1
+    assert sizes['all'] == len(set(train.ItemId) | set(test.ItemId)) + 1 == sizes['train'] + 2
+    out = cli('run.py', tiny_files['train'], '-g', 'nextitnet', '-ps', params + ',vocabulary=all')
+    assert out.returncode == 1 and 'give -t TEST_PATH' in out.stderr

@@ -7,6 +7,7 @@ import pandas as pd
 import pytensor.tensor as pt
 import pytest
 
+from conftest import Interrupt, interrupt_after
 from gpu_ops.ranking import rank_counts
 from recsys_core.backend import compile_function
 from recsys_core.data import TrainingEvents
@@ -150,10 +151,6 @@ def test_checkpoints_written_atomically_and_best_model_loads(split, tmp_path):
         np.testing.assert_array_equal(v, m.weights[k])  # the model ends with the best weights
 
 
-class Interrupt(Exception):
-    pass
-
-
 # interrupted inside an epoch (last checkpoint at the evaluation of step 6), or in the third epoch
 # with checkpoints at the epochs' ends only (evaluation at each epoch's end)
 @pytest.mark.parametrize('stop_at,eval_every', [(7, 3), (40, 0)])
@@ -162,23 +159,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(split, tmp_path, monkeyp
     options = dict(valid=valid, eval_every=eval_every, cut_off=5)
     whole = Bigram().fit(train, verbose=False, training=TrainingOptions(**options))
     folder = str(tmp_path / 'ck')
-    original = Bigram._training_plan
-
-    def interrupted(self, data, verbose, **kw):
-        plan = original(self, data, verbose, **kw)
-        step, calls = plan.step, [0]
-
-        def failing(batch):
-            calls[0] += 1
-            if calls[0] > stop_at:
-                raise Interrupt()
-            return step(batch)
-        plan.step = failing
-        return plan
-    monkeypatch.setattr(Bigram, '_training_plan', interrupted)
+    restore = interrupt_after(monkeypatch, Bigram, stop_at)
     with pytest.raises(Interrupt):
         Bigram().fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
-    monkeypatch.setattr(Bigram, '_training_plan', original)
+    restore()
     resumed = Bigram().fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
     for k in whole.weights:
         np.testing.assert_array_equal(resumed.weights[k], whole.weights[k])

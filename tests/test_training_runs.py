@@ -5,30 +5,8 @@ import numpy as np
 import pytest
 
 from gru4rec import GRU4Rec
+from conftest import Interrupt, interrupt_after
 from recsys_core.trainer import TrainingOptions
-
-
-class Interrupt(Exception):
-    pass
-
-
-def interrupt_after(monkeypatch, cls, n_steps):
-    """Make the next fit of ``cls`` raise after ``n_steps`` training steps (a killed run)."""
-    original = cls._training_plan
-
-    def plan_that_fails(self, data, verbose, **kw):
-        plan = original(self, data, verbose, **kw)
-        step, calls = plan.step, [0]
-
-        def failing(batch):
-            calls[0] += 1
-            if calls[0] > n_steps:
-                raise Interrupt()
-            return step(batch)
-        plan.step = failing
-        return plan
-    monkeypatch.setattr(cls, '_training_plan', plan_that_fails)
-    return lambda: monkeypatch.setattr(cls, '_training_plan', original)
 
 
 GRU_PARAMS = dict(layers=[16], batch_size=16, n_sample=8, n_epochs=2, learning_rate=0.05, momentum=0.2,
