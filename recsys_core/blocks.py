@@ -20,6 +20,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from .randomness import dropout
+from .softmax import softmax
 
 LAYER_NORM_EPS = 1e-8     # NextItNet's TF LayerNorm
 TORCH_LAYER_NORM_EPS = 1e-5
@@ -191,10 +192,7 @@ class SASRecBlock:
         Q, K, V = split(self.q(shared, x)), split(self.k(shared, x)), split(self.v(shared, x))
         scores = pt.matmul(Q, K.dimshuffle(0, 2, 1)) / pt.sqrt(pt.cast(d // h, x.dtype))
         causal = pt.le(pt.arange(L)[None, :], pt.arange(L)[:, None])  # key j <= query i
-        scores = pt.switch(causal[None, :, :], scores, np.float32(ATTENTION_MASK))
-        scores = scores - scores.max(axis=2, keepdims=True)
-        probs = pt.exp(scores)
-        probs = probs / probs.sum(axis=2, keepdims=True)
+        probs = softmax(pt.switch(causal[None, :, :], scores, np.float32(ATTENTION_MASK)))
         if srng is not None:
             probs = dropout(probs, p_drop, srng)
         out = pt.matmul(probs, V)  # (B*h, L, d/h)

@@ -1,4 +1,6 @@
-"""Log-softmax and softmax cross-entropy, written once for every model that scores a vocabulary.
+"""Log-softmax and softmax cross-entropy, written once for every model that scores a vocabulary
+(and the attention weights of the SASRec block). GRU4Rec's losses over sampled score matrices are
+its own fused Op (gpu_ops.sampled_loss, reference gru4rec.losses), with its final activations.
 
 All forms shift by the row maximum before exponentiating (stable for any finite logits).
 ``mask`` arguments (1 = counts, 0 = ignored) leave positions out of a mean, e.g. padding targets
@@ -8,15 +10,15 @@ import pytensor.tensor as pt
 
 
 def log_softmax(z):
-    """Row-wise log-softmax of a (N, V) matrix."""
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - pt.log(pt.exp(shifted).sum(axis=1, keepdims=True))
+    """Log-softmax over the last axis (the rows of a (N, V) matrix)."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - pt.log(pt.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def softmax(z):
-    """Row-wise softmax of a (N, V) matrix."""
-    e = pt.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    """Softmax over the last axis (the rows of a (N, V) matrix; attention weights over keys)."""
+    e = pt.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def label_log_probs(logits, labels):
