@@ -8,6 +8,7 @@ from nextitnet.model import NextItNet
 from recsys_core.backend import compile_function, needs_static_shapes
 from recsys_core.blocks import glorot_uniform
 from recsys_core.errors import UserError
+from recsys_core.optim import mean_l2
 from recsys_core.params import KEY_PARAMS, Param, all_positive, non_negative, one_of, positive
 from recsys_core.sequence_model import PAD_TOKEN
 from recsys_core.softmax import cross_entropy
@@ -165,8 +166,7 @@ class CpRec(NextItNet):
         """0.001 x the mean over variable tensors of 1/2 ||v||^2, as released (tensors, not elements)."""
         if self.l2_reg == 0:
             return 0
-        tensors = self._trainable()
-        return np.float32(self.l2_reg) * sum(0.5 * (v ** 2).sum() for v in tensors) / np.float32(len(tensors))
+        return np.float32(self.l2_reg) * mean_l2(self._trainable())
 
     # ----------------------------------------------------------------- parameter counts
     def _part(self, name):

@@ -147,15 +147,24 @@ class Optimizer:
         updates[full] = full + step if rows is None else pt.inc_subtensor(full[rows], step)
 
 
-class DenseAdam:
-    """TensorFlow 1.x's Adam, the optimizer NextItNet and CpRec were published with.
+def mean_l2(tensors):
+    """TF's L2 term as the NextItNet family's releases write it: the mean over tensors (not
+    elements) of each tensor's 1/2 ||v||^2 (tf.nn.l2_loss)."""
+    return sum(0.5 * (v ** 2).sum() for v in tensors) / np.float32(len(tensors))
 
-    p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), every element every step
-    (TF's sparse Adam decays m and v of all rows too, so embeddings are updated densely as well).
+
+class DenseAdam:
+    """Adam with every element updated every step, in TensorFlow 1.x's form (NextItNet, CpRec,
+    StackRec's TF models) or PyTorch's (``torch_epsilon``: the SASRec releases).
+
+    TF: p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps) (TF's sparse Adam decays m
+    and v of all rows too, so embeddings are updated densely as well). PyTorch adds eps to the
+    bias-corrected sqrt(v / (1 - b2^t)) instead; the two differ only in how eps is scaled.
     """
 
-    def __init__(self, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    def __init__(self, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8, torch_epsilon=False):
         self.lr, self.beta1, self.beta2, self.epsilon = learning_rate, beta1, beta2, epsilon
+        self.torch_epsilon = torch_epsilon
         self.state = []
 
     def updates(self, cost, params):
@@ -164,6 +173,8 @@ class DenseAdam:
         self.state.append(t)
         t_new = t + 1
         lr_t = self.lr * pt.sqrt(1 - self.beta2 ** t_new) / (1 - self.beta1 ** t_new)
+        # PyTorch's eps on sqrt(v_hat) = sqrt(v) / sqrt(1 - b2^t) is eps * sqrt(1 - b2^t) on sqrt(v)
+        eps = self.epsilon * pt.sqrt(1 - self.beta2 ** t_new) if self.torch_epsilon else self.epsilon
         updates = OrderedDict([(t, t_new)])
         for p, g in zip(params, grads):
             m, v = _zeros_like_shared(p, name='m'), _zeros_like_shared(p, name='v')
@@ -171,5 +182,5 @@ class DenseAdam:
             m_new = self.beta1 * m + (1 - self.beta1) * g
             v_new = self.beta2 * v + (1 - self.beta2) * g ** 2
             updates[m], updates[v] = m_new, v_new
-            updates[p] = p - pt.cast(lr_t * m_new / (pt.sqrt(v_new) + self.epsilon), p.dtype)
+            updates[p] = p - pt.cast(lr_t * m_new / (pt.sqrt(v_new) + eps), p.dtype)
         return updates
