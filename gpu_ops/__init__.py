@@ -9,7 +9,8 @@ custom Op against its reference on random inputs, gradients included.
 - :func:`positive_diag`: the positive scores of a sampled score matrix (row i, column i).
 - :func:`searchsorted`: binary-search sampling from a cumulative distribution.
 - :func:`rank_counts`: per row, how many items score above / equal to the target (ranking
-  without sort or argmax).
+  without sort or argmax); :func:`rank_counts_at` when the target is the row's own column (what
+  the CUDA kernel ``rank_metrics`` takes, for ``-d cuda``).
 - :func:`row_sum`, :func:`row_max_shift`: row reductions of score matrices (fast CPU loops).
 - ``gpu_ops.sampled_loss.SampledLoss``: final activation + GRU4Rec loss on the sampled score
   matrix with its gradient in one pass (reference: ``gru4rec.losses.reference_loss``).
@@ -34,7 +35,7 @@ toolchain.link_blas()  # PyTensor's default BLAS flags become ours; computed (an
 
 from .columns import score_columns
 from .diag import positive_diag
-from .ranking import rank_counts
+from .ranking import rank_counts, rank_counts_at
 from .reductions import row_max_shift, row_sum
 from .search import searchsorted
 from .unique import unique_inverse
@@ -52,4 +53,4 @@ def custom_ops_enabled():
     return _custom
 
 
-__all__ = ['positive_diag', 'score_columns', 'rank_counts', 'row_max_shift', 'row_sum', 'searchsorted', 'unique_inverse', 'set_custom_ops', 'custom_ops_enabled']
+__all__ = ['positive_diag', 'score_columns', 'rank_counts', 'rank_counts_at', 'row_max_shift', 'row_sum', 'searchsorted', 'unique_inverse', 'set_custom_ops', 'custom_ops_enabled']

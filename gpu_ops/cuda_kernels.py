@@ -179,7 +179,19 @@ def device_pointer(array):
     """Address of a GPU array: pycuda GPUArray, or anything with __cuda_array_interface__."""
     if hasattr(array, 'gpudata'):
         return int(array.gpudata)
-    return int(array.__cuda_array_interface__['data'][0])
+    interface = array.__cuda_array_interface__
+    if interface.get('strides') is not None and interface['strides'] != _c_strides(interface):
+        raise ValueError('the CUDA kernels need C-contiguous arrays, got strides {}'.format(interface['strides']))
+    return int(interface['data'][0])
+
+
+def _c_strides(interface):
+    itemsize = np.dtype(interface['typestr']).itemsize
+    strides, step = [], itemsize
+    for dim in reversed(interface['shape']):
+        strides.append(step)
+        step *= dim
+    return tuple(reversed(strides))
 
 
 def _device_value(kind, value):
@@ -209,6 +221,17 @@ def rank_metrics(executor, scores, targets, cutoffs, tie_mode='standard', counts
                      greater, equal, recall, mrr])
     host = executor.to_host
     return (host(greater) if counts else None, host(equal) if counts else None, host(recall), host(mrr))
+
+
+def rank_counts(executor, scores, targets):
+    """Per-row (greater, equal) counts against scores[row, targets[row]] (int64 targets), as host
+    arrays; the sums of :func:`rank_metrics` are skipped. ``scores`` must be a C-contiguous float32
+    matrix on the device (any ``__cuda_array_interface__`` array: a JAX array is counted in place)."""
+    n_rows, n_items = scores.shape
+    greater, equal = executor.empty(n_rows, np.int64), executor.empty(n_rows, np.int64)
+    executor.launch('rank_metrics', n_rows, ROW_THREADS,
+                    [scores, n_items, targets, n_rows, n_items, None, 0, 0, greater, equal, None, None])
+    return executor.to_host(greater), executor.to_host(equal)
 
 
 def sample_from_cdf(executor, cdf, seed, offset, n, out=None):

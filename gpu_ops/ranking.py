@@ -76,6 +76,19 @@ def rank_counts(scores, target):
     return _rank_counts(scores, target) if custom_ops_enabled() else rank_counts_reference(scores, target)
 
 
+def rank_counts_at(scores, index):
+    """(greater, equal) counts of ``scores[i, :]`` against the row's own entry ``scores[i, index[i]]``.
+
+    The same graph as ``rank_counts(scores, scores[arange, index])``; its two outputs also carry
+    ``tag.rank_source = (scores, index)``, so that a backend holding the score matrix on a GPU can
+    count with the CUDA kernel ``rank_metrics`` instead, which takes exactly these two
+    (recsys_core.backend.compile_function does for ``-d cuda``)."""
+    index = pt.as_tensor_variable(index)
+    greater, equal = rank_counts(scores, scores[pt.arange(index.shape[0]), index])
+    greater.tag.rank_source = equal.tag.rank_source = (scores, index)
+    return greater, equal
+
+
 def ranks_from_counts(greater, equal, mode):
     """Symbolic or numpy ranks from the counts for the original's tie modes."""
     if mode in ('standard', 'tiebreaking'):

@@ -335,10 +335,9 @@ class GRU4Rec(NeuralRecommender):
         if mode == 'tiebreaking':  # the original's tie breaking: tiny uniform noise on every score
             yhat = yhat + noise_source.uniform(yhat.shape) * 1e-10
         if with_items:
-            target, others = gpu_ops.positive_diag(yhat), yhat[:, X.shape[0]:]
-        else:
-            target, others = yhat[pt.arange(X.shape[0]), Y], yhat
-        greater, equal = gpu_ops.rank_counts(others, target)
+            greater, equal = gpu_ops.rank_counts(yhat[:, X.shape[0]:], gpu_ops.positive_diag(yhat))
+        else:  # the target is the row's own column Y (what -d cuda's rank kernel takes)
+            greater, equal = gpu_ops.rank_counts_at(yhat, Y)
         return compile_function([X, Y, R, items] + H, [greater, equal] + H_new, updates=noise_source.updates())
 
     def _build_advance(self):

@@ -2,6 +2,8 @@
 
 ``-d/--device`` in the front ends, or the environment variable ``RECSYS_DEVICE`` (cpu or cuda),
 chooses the device; ``RECSYS_BACKEND`` (c, numba, or the experimental jax: recsys_core.jax_backend) overrides the compiled backend for the CPU.
+``-d cuda`` is the JAX backend on the first CUDA GPU (recsys_core.jax_backend: what stays on the
+GPU, and ``RECSYS_CUDA_DRY_RUN=cpu``, the same route on JAX's CPU device).
 The default CPU backend is chosen by measurement (see benchmarks/RESULTS.md).
 All graphs are float32 (the original's floatX), and every function is compiled through
 :func:`compile_function` so the choice applies everywhere.
@@ -12,6 +14,7 @@ import os
 import warnings
 
 import pytensor
+import pytensor.tensor as pt
 from pytensor.compile.mode import Mode, get_mode
 
 import gpu_ops.flat_loops  # noqa: F401  (registers the flat elementwise loop rewrite)
@@ -25,7 +28,7 @@ DEVICES = ('cpu', 'cuda')
 BACKENDS = ('c', 'numba', 'jax')
 DEFAULT_CPU_BACKEND = 'c'
 
-_state = {'device': None, 'backend': None}
+_state = {'device': None, 'backend': None, 'rank_counter': None}
 
 CXXFLAGS = toolchain.CXXFLAGS  # gcc flags for all C code PyTensor compiles (why each: gpu_ops.toolchain)
 
@@ -33,17 +36,19 @@ CXXFLAGS = toolchain.CXXFLAGS  # gcc flags for all C code PyTensor compiles (why
 def configure(device=None, backend=None, verbose=False):
     """Select the device and backend; returns (device, backend). Safe to call more than once."""
     device = (device or os.environ.get('RECSYS_DEVICE') or 'cpu').lower()
-    backend = (backend or os.environ.get('RECSYS_BACKEND') or DEFAULT_CPU_BACKEND).lower()
     if device not in DEVICES:
         raise UserError('Unknown device {!r}; use one of: {}'.format(device, ', '.join(DEVICES)))
+    backend = (backend or os.environ.get('RECSYS_BACKEND') or ('jax' if device == 'cuda' else DEFAULT_CPU_BACKEND)).lower()
     if backend not in BACKENDS:
         raise UserError('Unknown backend {!r}; use one of: {}'.format(backend, ', '.join(BACKENDS)))
+    placement, rank_counter = '', None
     if device == 'cuda':
-        from .cuda_device import require_gpu
-        gpu = require_gpu()  # one clear error when JAX's CUDA build or a GPU is missing
-        raise UserError('-d cuda: found {}, but training on the GPU is not available in this version: the '
-                        'CUDA kernels (gpu_ops/cuda) are written and checked, the compiled-graph route is not '
-                        'chosen yet (see benchmarks/RESULTS.md); use -d cpu'.format(gpu))
+        if backend != 'jax':
+            raise UserError('-d cuda runs the JAX backend; RECSYS_BACKEND={} is a CPU backend'.format(backend))
+        from .jax_backend import device_rank_counter, place_on_device
+        placement, real_gpu = place_on_device()  # one clear error when the driver, a GPU or JAX's CUDA build is missing
+        ranking, rank_counter = device_rank_counter(real_gpu)
+        placement = ', {}, ranking: {}'.format(placement, ranking)
     pytensor.config.floatX = 'float32'
     pytensor.config.gcc__cxxflags = CXXFLAGS
     # PyTensor warns when it finds no BLAS to link its C code against; gpu_ops.toolchain links the
@@ -56,9 +61,10 @@ def configure(device=None, backend=None, verbose=False):
             raise UserError('RECSYS_BACKEND=jax needs JAX: pip install "pytensor-recsys[jax]"') from None
         import gpu_ops
         gpu_ops.set_custom_ops(False)  # the custom Ops have no JAX versions: use the reference compositions
-    _state.update(device=device, backend=backend)
+    _state.update(device=device, backend=backend, rank_counter=rank_counter)
     if verbose:
-        print('Using device: {} (backend: {}{})'.format(device, backend, ', ' + blas_summary() if backend == 'c' else ''))
+        print('Using device: {} (backend: {}{}{})'.format(device, backend, ', ' + blas_summary() if backend == 'c' else '',
+                                                        placement))
     return device, backend
 
 
@@ -98,9 +104,46 @@ def needs_static_shapes():
 
 
 def compile_function(inputs, outputs, updates=None, **kwargs):
-    """pytensor.function with the selected backend's mode."""
+    """pytensor.function with the selected backend's mode.
+
+    Under ``-d cuda``, outputs made by :func:`gpu_ops.rank_counts_at` are counted outside the
+    jitted graph (see :class:`_CountedOnDevice`)."""
+    current()
+    counter = _state['rank_counter']
+    if counter is not None and isinstance(outputs, (list, tuple)) and \
+            any(getattr(o.tag, 'rank_source', None) is not None for o in outputs):
+        return _CountedOnDevice(inputs, outputs, updates, counter, kwargs)
     return pytensor.function(inputs, outputs, updates=updates, mode=compile_mode(),
                              on_unused_input='ignore', **kwargs)
+
+
+class _CountedOnDevice:
+    """A compiled function whose rank counts (a pair of outputs of :func:`gpu_ops.rank_counts_at`)
+    are computed by the device's rank counter: the jitted graph returns the score matrix and the
+    int64 target columns in their place, and the counter turns them into (greater, equal). Called
+    like the pytensor function; its other outputs and updates are untouched."""
+
+    def __init__(self, inputs, outputs, updates, counter, kwargs):
+        outputs = list(outputs)
+        self.pairs = []
+        for i, out in enumerate(outputs[:-1]):
+            source = getattr(out.tag, 'rank_source', None)
+            if source is not None and getattr(outputs[i + 1].tag, 'rank_source', None) is source:
+                scores, index = source
+                outputs[i], outputs[i + 1] = scores, pt.cast(index, 'int64')
+                self.pairs.append(i)
+        self.counter = counter
+        self.function = pytensor.function(inputs, outputs, updates=updates, mode=compile_mode(),
+                                          on_unused_input='ignore', **kwargs)
+
+    def __call__(self, *args):
+        out = list(self.function(*args))
+        for i in self.pairs:
+            out[i], out[i + 1] = self.counter(out[i], out[i + 1])
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.function, name)
 
 
 def compile_mode():

@@ -145,8 +145,9 @@ class NeuralRecommender(Recommender):
         self.shared = OrderedDict((k, pytensor.shared(v, name=k)) for k, v in self.weights.items())
 
     def _sync_weights(self):
-        """Copy trained values back from the shared variables (plain arrays for saving)."""
-        self.weights = OrderedDict((k, s.get_value()) for k, s in self.shared.items())
+        """Copy trained values back from the shared variables (plain arrays for saving; numpy
+        copies also of the JAX device arrays the JAX backend keeps there)."""
+        self.weights = OrderedDict((k, np.array(s.get_value(borrow=True))) for k, s in self.shared.items())
 
     def weight_values(self):
         """Current weights by name (copies), from the shared variables while they exist."""

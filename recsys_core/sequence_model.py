@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 
-from gpu_ops.ranking import rank_counts, ranks_from_counts
+from gpu_ops.ranking import rank_counts, rank_counts_at, ranks_from_counts
 
 from .backend import compile_function
 from .data import TrainingEvents, session_offsets
@@ -200,9 +200,10 @@ class SequenceRecommender(NeuralRecommender):
         def build():
             X, target, items = pt.imatrix('X'), pt.ivector('target'), pt.ivector('items')
             scores = self._masked_scores(X)
-            target_score = scores[pt.arange(X.shape[0]), target]
-            return compile_function([X, target, items], rank_counts(scores[:, items] if with_items else scores,
-                                                                    target_score))
+            if not with_items:  # the target is the row's own column (what -d cuda's rank kernel takes)
+                return compile_function([X, target, items], rank_counts_at(scores, target))
+            return compile_function([X, target, items], rank_counts(scores[:, items],
+                                                                    scores[pt.arange(X.shape[0]), target]))
         return self._function(('rank', with_items), build)
 
     def windows_of(self, histories):
