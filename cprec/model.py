@@ -290,8 +290,8 @@ class CpRec(NextItNet):
         super()._restore_state(state)
         self.bounds = state['bounds']
 
-    def _training_rows(self, data, verbose, vocab_data=None):
-        rows = super()._training_rows(data, verbose, vocab_data)
+    def _training_rows(self, data, verbose, vocab_data=None, vocabulary_of=None):
+        rows = super()._training_rows(data, verbose, vocab_data, vocabulary_of)
         if self.block_output and self.n_vocab < 3:
             raise UserError('The block-wise softmax needs a vocabulary of at least 3 ids')
         return rows

@@ -6,7 +6,8 @@ last-item ranking and the sliding-window session ranker, and the model state.
 A subclass defines its paper: parameters, ``_init_weights``, ``_hidden(X)`` (the (B, L, C) top
 layer for a (B, L) index matrix), ``_train_loss(h, labels, extra)``, ``_log_scores(h_last)``, and
 optionally ``_vocabulary`` (index order), ``_loss_inputs``/``_loss_feed`` (extra inputs of a step,
-e.g. sampled candidates), ``_regularization``, ``_optimizer`` and ``_describe``.
+e.g. sampled candidates), ``_train_hidden`` (dropout while training), ``_regularization``,
+``_optimizer`` and ``_describe``.
 """
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from .errors import UserError
 from .model import NeuralRecommender
 from .optim import DenseAdam
 from .params import Param, one_of
+from .randomness import RandomSource
 from .sequences import left_pad, sequences_from_events, windows
 from .trainer import TrainingPlan
 
@@ -57,15 +59,18 @@ class SequenceRecommender(NeuralRecommender):
         frequencies in the training windows, ``n_pad`` the padding slots."""
         return np.concatenate([[PAD_TOKEN], item_ids]).astype(object), 0
 
-    def _training_rows(self, data, verbose, vocab_data=None):
+    def _training_rows(self, data, verbose, vocab_data=None, vocabulary_of=None):
         """Left-padded (rows, T) matrix in model indices, building the vocabulary on the way.
 
         With vocabulary=all, ``vocab_data``'s sequences (cut into windows of the same T) also count
         for the vocabulary, the frequencies, the padding and, when max_len=0, T; rows are only the
-        training data's.
+        training data's. ``vocabulary_of``: a trained model whose vocabulary and T are taken as
+        they are (a deeper model stacked on it indexes its items the same way).
         """
         events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
         seqs = sequences_from_events(events.items, events.offsets)
+        if vocabulary_of is not None:
+            return self._rows_in_vocabulary_of(vocabulary_of, events, seqs, verbose)
         item_ids = events.itemidmap.index.values
         extra = []
         if self.vocabulary == 'all':
@@ -90,6 +95,23 @@ class SequenceRecommender(NeuralRecommender):
         if verbose:
             print('{} training sequences of length {} ({} items, vocabulary {} with padding{})'.format(
                 len(rows), self.seq_len, self.n_items, self.n_vocab, self._describe()))
+        return rows
+
+    def _rows_in_vocabulary_of(self, model, events, seqs, verbose):
+        self.vocab, self.pad_index, self.seq_len = model.vocab, model.pad_index, model.seq_len
+        self._set_itemidmap()
+        remap = self.itemidmap.reindex(events.itemidmap.index.values).values
+        if np.isnan(remap).any():
+            raise UserError('The training data has items the vocabulary of the given model lacks (e.g. {})'.format(
+                events.itemidmap.index.values[np.isnan(remap)][0]))
+        remap = remap.astype(np.int32)
+        pieces = [remap[w] for s in seqs for w in windows(s, self.seq_len)]
+        if not pieces:
+            raise UserError('Training data has no sequence with at least two items')
+        rows = left_pad(pieces, self.seq_len, self.pad_index)
+        if verbose:
+            print('{} training sequences of length {} in the given model\'s vocabulary of {}'.format(
+                len(rows), self.seq_len, self.n_vocab))
         return rows
 
     def _vocab_sequences(self, vocab_data, item_ids):
@@ -131,6 +153,10 @@ class SequenceRecommender(NeuralRecommender):
     def _regularization(self):
         return 0
 
+    def _train_hidden(self, X, random_source):
+        """The top layer while training (models with dropout draw it from ``random_source``)."""
+        return self._hidden(X)
+
     def _trainable(self):
         return list(self.shared.values())
 
@@ -143,20 +169,22 @@ class SequenceRecommender(NeuralRecommender):
         return None
 
     def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None, max_batches=None,
-            vocab_data=None):
+            vocab_data=None, vocabulary_of=None):
         """Train on a DataFrame of events (run.py's sample_store/store_type are unused here).
 
         max_batches stops each epoch early (benchmarks time a fixed number of steps with it).
         vocab_data: events with the same columns (e.g. the test set) that join the vocabulary, its
         frequencies and T without being trained on; required with vocabulary=all, unused with
-        vocabulary=train. training: recsys_core.trainer.TrainingOptions.
+        vocabulary=train. vocabulary_of: a trained model of the same family whose vocabulary and
+        T are used as they are (stacking). training: recsys_core.trainer.TrainingOptions.
         """
-        return super().fit(data, verbose=verbose, training=training, max_batches=max_batches, vocab_data=vocab_data)
+        return super().fit(data, verbose=verbose, training=training, max_batches=max_batches, vocab_data=vocab_data,
+                           vocabulary_of=vocabulary_of)
 
-    def _training_plan(self, data, verbose, max_batches=None, vocab_data=None):
+    def _training_plan(self, data, verbose, max_batches=None, vocab_data=None, vocabulary_of=None):
         """Rows, weights and the compiled step; batches are the complete batches in the rows' fixed
         order (as released)."""
-        rows = self._training_rows(data, verbose, vocab_data if self.vocabulary == 'all' else None)
+        rows = self._training_rows(data, verbose, vocab_data if self.vocabulary == 'all' else None, vocabulary_of)
         self.weights = self._init_weights()
         self._make_shared()
         self._rng = np.random.default_rng(self.seed + 1)
@@ -166,8 +194,12 @@ class SequenceRecommender(NeuralRecommender):
         n_batches = len(rows) // batch if max_batches is None else min(len(rows) // batch, max_batches)
         X = pt.imatrix('X')
         extra = self._loss_inputs()
-        cost = self._train_loss(self._hidden(X[:, :-1]), X[:, 1:], extra) + self._regularization()
-        step_fn = compile_function([X] + extra, cost, updates=self._optimizer().updates(cost, self._trainable()))
+        random_source = RandomSource(self.seed + 2)
+        h = self._train_hidden(X[:, :-1], random_source)
+        cost = self._train_loss(h, X[:, 1:], extra) + self._regularization()
+        updates = self._optimizer().updates(cost, self._trainable())
+        updates.update(random_source.updates())  # dropout's generator state, advanced by every step
+        step_fn = compile_function([X] + extra, cost, updates=updates)
         positions = batch * (self.seq_len - 1)
 
         def batches(epoch):

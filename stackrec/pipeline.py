@@ -1,0 +1,196 @@
+"""StackRec's scenarios as one command each: train a shallow model, stack it into a deeper one, train
+that, with the released split, data ratios, step caps, evaluation every N steps, early stopping on
+MRR@5 and the best checkpoint carried to the next stage (reference section 7).
+
+    python -m stackrec.pipeline cl DATA.csv --out DIR [--model nextitnet|sasrec] [-ps PARAMS]
+    python -m stackrec.pipeline ts DATA.csv --out DIR [-ps PARAMS]
+    python -m stackrec.pipeline stack DATA.csv --out DIR --from MODEL --method stackA --blocks 32
+
+DATA.csv: one sequence per line (the released format). The release's split: numpy's legacy
+generator seeded 10, the last 20% of the permuted sequences for testing; the test set also selects
+the checkpoints, as released (pitfall P2). The vocabulary is built over the whole file once (P1)
+and every later stage keeps it. Stage k writes DIR/stage{k}/ (the trainer's last.ckpt and
+best.model, then model.pkl and summary.json); running the same command again skips finished
+stages and resumes an interrupted one from its checkpoint.
+
+- cl (train_nextitnet_sc1.sh, train_grec_sc1.sh, train_sasrec_sc1.sh): from_scratch on data ratio
+  0.8 (nested subset), then stacked (NextItNet: stackA doubling, 16 -> 32 blocks; SASRec: stackA
+  with the Modules rule, 18 -> 24) on ratio 1; eval every 6000 steps, cap 300k (SASRec 350k),
+  patience 8.
+- ts (train_nextitnet_sc2.sh): 8 -> 16 -> 32 blocks with stackA on all data, caps 50k/100k/200k,
+  eval every 3000, patience 10.
+- stack: one stacked stage from a saved model (e.g. a stage of another run).
+Not in this version: the TF scenario (ColdRec fine-tuning, train_nextitnet_sc3.sh), GRec's masked
+objective and SSE-PT (the user embedding): the issue lists what remains.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from recsys_core.cli import run_main
+from recsys_core.errors import UserError
+
+SCENARIOS = ('cl', 'ts', 'stack')
+FAMILY_OF = {'nextitnet': 'nextitnet', 'sasrec': 'sasrec'}
+
+
+def model_class(name):
+    if name == 'nextitnet':
+        from .nextitnet import StackNextItNet
+        return StackNextItNet
+    if name == 'sasrec':
+        from .sasrec import SASRec
+        return SASRec
+    raise UserError('Unknown StackRec base model {!r}; use nextitnet or sasrec'.format(name))
+
+
+def depth_params(model, blocks):
+    """Model parameters for a stack of ``blocks`` residual blocks."""
+    if model == 'nextitnet':
+        if blocks % 2:
+            raise UserError('NextItNet stacks come in dilation pairs [1, 4]: --blocks must be even, not {}'.format(blocks))
+        return {'dilations': [1, 4] * (blocks // 2)}
+    return {'num_blocks': blocks}
+
+
+def blocks_of(model):
+    return len(model.dilations) if hasattr(model, 'dilations') else model.num_blocks
+
+
+def stages(scenario, model, method, blocks):
+    """[(method, blocks, data ratio, step cap, eval_every, patience, rule)] of a scenario."""
+    if scenario == 'cl':
+        if model == 'nextitnet':
+            shallow = blocks or 16
+            return [('from_scratch', shallow, 0.8, 300000, 6000, 8, None),
+                    (method, 2 * shallow, 1.0, 300000, 6000, 8, 'double')]
+        shallow = blocks or 18
+        return [('from_scratch', shallow, 0.8, 350000, 6000, 8, None),
+                (method, shallow + 6, 1.0, 350000, 6000, 8, 'modules')]
+    if scenario == 'ts':
+        if model != 'nextitnet':
+            raise UserError('The TS scenario is released for NextItNet only')
+        first = blocks or 8
+        return [('from_scratch', first, 1.0, 50000, 3000, 10, None),
+                (method, 2 * first, 1.0, 100000, 3000, 10, 'double'),
+                (method, 4 * first, 1.0, 200000, 3000, 10, 'double')]
+    raise UserError('Unknown scenario {!r}; use one of: {}'.format(scenario, ', '.join(SCENARIOS)))
+
+
+def split_events(path):
+    """(all events, test events, permuted training line ids) with the release's split."""
+    from recsys_core.data import load_events
+    from recsys_core.sequences import legacy_split
+    events = load_events(path, verbose=False)
+    lines = np.unique(events['SessionId'].values)
+    train_pos, test_pos = legacy_split(len(lines), 0.2)
+    test = events[events['SessionId'].isin(lines[test_pos])]
+    return events, test, lines[train_pos]
+
+
+def ratio_events(events, train_lines, ratio):
+    """The training events of ``ratio``, sessions renumbered so that the training order is the
+    release's (its rows in chunk order; the models train on sessions in id order)."""
+    from .data import ratio_subset
+    order = train_lines[ratio_subset(len(train_lines), ratio)]
+    rank = {line: i for i, line in enumerate(order)}
+    data = events[events['SessionId'].isin(order)].copy()
+    data['SessionId'] = data['SessionId'].map(rank).astype(np.int64)
+    return data
+
+
+def run_stage(folder, cls, params, data, all_events, test, source, method, rule, cap, eval_every, patience,
+              verbose=True):
+    """Train one stage into ``folder`` (skipped when its model.pkl exists); returns the model."""
+    from recsys_core.persistence import load_model
+    from recsys_core.trainer import TrainingOptions, WarmStart
+    from .stacking import canonical_method, stacking_mapping
+    final = os.path.join(folder, 'model.pkl')
+    if os.path.isfile(final):
+        print('{}: done earlier, loading {}'.format(folder, final))
+        return load_model(final)
+    warm = None
+    fit_args = {}
+    if source is None:
+        params = dict(params, vocabulary='all')
+        fit_args['vocab_data'] = all_events  # the vocabulary of the whole file, kept by every later stage (P1)
+    else:
+        fit_args['vocabulary_of'] = source
+        if canonical_method(method) != 'from_scratch':
+            family = FAMILY_OF['nextitnet' if hasattr(source, 'dilations') else 'sasrec']
+            warm = WarmStart(source, stacking_mapping(method, family, blocks_of(source), blocks_of(cls(**params)), rule))
+    os.makedirs(folder, exist_ok=True)  # after every check: bad input leaves no trace
+    model = cls(**dict(params, n_epochs=10 ** 6))
+    options = TrainingOptions(valid=test, protocol='last', metric='mrr', cut_off=5, eval_every=eval_every,
+                              patience=patience, max_steps=cap, checkpoint=folder, warm_start=warm)
+    t0 = time.time()
+    model.fit(data, verbose=verbose, training=options, **fit_args)
+    model.savemodel(final)
+    history = model.training_history
+    best = max(history, key=lambda h: h['value']) if history else None
+    summary = {'method': canonical_method(method), 'blocks': blocks_of(model), 'steps': sum(
+        s['minibatches'] for s in model.epoch_stats), 'best_mrr5': best and best['value'],
+        'best_step': best and best['step'], 'seconds_to_best': best and best['seconds'],
+        'seconds_this_run': time.time() - t0}
+    from recsys_core.atomic import write_text_atomic
+    write_text_atomic(os.path.join(folder, 'summary.json'), json.dumps(summary, indent=1))
+    print('{}: {}'.format(folder, summary))
+    return model
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description="StackRec's scenarios: shallow model, stacking, deeper model.")
+    p.add_argument('scenario', choices=SCENARIOS)
+    p.add_argument('data', metavar='DATA', help='sequence-per-line file (the released format)')
+    p.add_argument('--out', required=True, metavar='DIR', help='folder of the stages (resumed when run again)')
+    p.add_argument('--model', default='nextitnet', choices=sorted(FAMILY_OF), help='base model (default nextitnet)')
+    p.add_argument('-ps', '--parameter_string', metavar='PARAMS', help='model parameters, e.g. dilated_channels=64')
+    p.add_argument('--method', default='stackA', help='stacking method: stackA, stackC, stackR, stackE, from_scratch '
+                                                     '(any case; default stackA)')
+    p.add_argument('--blocks', type=int, default=0, help='blocks of the first stage (cl/ts), of the stacked model (stack)')
+    p.add_argument('--from', dest='source', metavar='MODEL', help='stack: the trained model to stack from')
+    p.add_argument('--rule', default=None, choices=['double', 'copytop', 'modules'], help='stack: the block rule')
+    p.add_argument('--step_cap', type=int, default=0, help='override every stage\'s step cap')
+    p.add_argument('--eval_every', type=int, default=0, help='override every stage\'s evaluation interval')
+    p.add_argument('--patience', type=int, default=0, help='override every stage\'s patience')
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from recsys_core import backend
+    from recsys_core.params import parse_param_string
+    from .stacking import canonical_method
+    method = canonical_method(args.method)
+    cls = model_class(args.model)
+    params = dict(parse_param_string(args.parameter_string)) if args.parameter_string else {}
+    cls(**params)  # parameters checked before any data is read
+    if args.scenario == 'stack' and not args.source:
+        raise UserError('stack needs --from MODEL (the trained model to stack from)')
+    if args.source and not os.path.isfile(args.source):
+        raise UserError('Model to stack from not found: {}'.format(args.source))
+    backend.configure(None, verbose=True)
+    events, test, train_lines = split_events(args.data)
+    if args.scenario == 'stack':
+        from recsys_core.persistence import load_model
+        source = load_model(args.source, cls)
+        if not args.blocks:
+            raise UserError('stack needs --blocks N (the depth of the stacked model)')
+        rule = args.rule or ('double' if args.model == 'nextitnet' else 'modules')
+        plan = [(method, args.blocks, 1.0, args.step_cap or 300000, args.eval_every or 6000, args.patience or 8, rule)]
+    else:
+        source = None
+        plan = stages(args.scenario, args.model, method, args.blocks)
+    for k, (m, blocks, ratio, cap, every, patience, rule) in enumerate(plan, 1):
+        stage_params = dict(params, **depth_params(args.model, blocks))
+        source = run_stage(os.path.join(args.out, 'stage{}'.format(k)), cls, stage_params,
+                           ratio_events(events, train_lines, ratio), events, test, source, m, rule,
+                           args.step_cap or cap, args.eval_every or every, args.patience or patience)
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -1,0 +1,112 @@
+"""SASRec as the StackRec release trains it (SASRec_Alpha.py, Modules.py, baseline_SASRec.py), with
+the ReZero-style scales stacking needs; ``rezero=False`` and ``input_layer_norm=False`` give the
+plain block stack other releases use (PeerCollab's SASRec).
+
+As released (../shared/reference/stackrec.md, section 4.3): item and position embeddings N(0, 0.01)
+(the position table has one row per row position, one more than the inputs use; no sqrt(d)
+scaling), dropout then a LayerNorm on the input, blocks of recsys_core.blocks.SASRecBlock (no
+attention output projection, post-LN, FFN width d, alpha on each sub-layer starting at 0), a
+separate output layer with PyTorch's default initialisation, the full-softmax cross-entropy over
+every position (padding targets included), PyTorch's Adam, lr 1e-3, batch 256, d = 64, one head.
+Differences: the padding class is never recommended (as for NextItNet); the release leaves dropout
+off for the rest of an epoch after its first evaluation (pitfall P16), here dropout is on for
+every training step (it is 0 by default, so the default runs are the same).
+"""
+from collections import OrderedDict
+
+import numpy as np
+import pytensor.tensor as pt
+
+from recsys_core.blocks import TORCH_LAYER_NORM_EPS, LayerNorm, Linear, SASRecBlock, Scale, apply_stack, torch_uniform
+from recsys_core.optim import DenseAdam
+from recsys_core.params import KEY_PARAMS, Param, non_negative, positive, probability
+from recsys_core.randomness import dropout
+from recsys_core.sequence_model import VOCABULARY, SequenceRecommender
+from recsys_core.softmax import cross_entropy
+
+
+class SASRec(SequenceRecommender):
+    """Self-attentive sequential recommendation (Kang & McAuley, ICDM 2018) as StackRec released it."""
+
+    PARAMS = [
+        Param('hidden', 64, positive, doc='d: embedding and block width'),
+        Param('num_blocks', 12, positive),
+        Param('num_heads', 1, positive),
+        Param('dropout', 0.0, probability),
+        Param('rezero', True, doc='a learnable scale (init 0) on each sub-layer, as StackRec'),
+        Param('input_layer_norm', True, doc='LayerNorm after the input dropout, as StackRec'),
+        Param('learning_rate', 0.001, positive),
+        Param('beta1', 0.9, probability),
+        Param('batch_size', 256, positive),
+        Param('n_epochs', 10, non_negative),
+        Param('max_len', 0, non_negative, doc='sequence length T; 0 = the longest training sequence'),
+        Param('seed', 10),
+        VOCABULARY,
+    ] + KEY_PARAMS
+    ALIASES = {'vocab': 'vocabulary'}
+
+    def check_params(self, p):
+        if p['hidden'] % p['num_heads']:
+            return 'hidden={} must be divisible by num_heads={}'.format(p['hidden'], p['num_heads'])
+        return None
+
+    def _residual_blocks(self):
+        def scale(name):
+            return Scale(name) if self.rezero else None
+        return [SASRecBlock(Linear('b{}_q'.format(i)), Linear('b{}_k'.format(i)), Linear('b{}_v'.format(i)),
+                            LayerNorm('b{}_na'.format(i), TORCH_LAYER_NORM_EPS), Linear('b{}_f1'.format(i)),
+                            Linear('b{}_f2'.format(i)), LayerNorm('b{}_nf'.format(i), TORCH_LAYER_NORM_EPS),
+                            heads=self.num_heads, scale_attn=scale('b{}_sa'.format(i)), scale_ffn=scale('b{}_sf'.format(i)))
+                for i in range(self.num_blocks)]
+
+    def _init_weights(self):
+        rng = np.random.default_rng(self.seed)
+        d, V = self.hidden, self.n_vocab
+        w = OrderedDict()
+        w['item_emb'] = (rng.standard_normal((V, d)) * 0.01).astype('float32')
+        w['pos_emb'] = (rng.standard_normal((self.seq_len, d)) * 0.01).astype('float32')
+        if self.input_layer_norm:
+            w.update(LayerNorm('ln_pre').init(d))
+        for block in self._residual_blocks():
+            for part in block.parts():
+                if isinstance(part, Linear):
+                    w[part.name + '_W'] = torch_uniform(rng, (d, d), d)
+                    w[part.name + '_b'] = torch_uniform(rng, (d,), d)
+                elif isinstance(part, LayerNorm):
+                    w.update(part.init(d))
+                else:
+                    w.update(part.init())
+        w['final_W'] = torch_uniform(rng, (d, V), d)
+        w['final_b'] = torch_uniform(rng, (V,), d)
+        return w
+
+    def _input(self, X, random_source=None):
+        e = self.shared['item_emb'][X] + self.shared['pos_emb'][:X.shape[1]][None, :, :]
+        if random_source is not None:
+            e = dropout(e, self.dropout, random_source)
+        if self.input_layer_norm:
+            e = LayerNorm('ln_pre', TORCH_LAYER_NORM_EPS)(self.shared, e)
+        return e
+
+    def _hidden(self, X):
+        return apply_stack(self.shared, self._input(X), self._residual_blocks())
+
+    def _train_hidden(self, X, random_source):
+        if not self.dropout:
+            return self._hidden(X)
+        return apply_stack(self.shared, self._input(X, random_source), self._residual_blocks(),
+                           p_drop=self.dropout, srng=random_source)
+
+    def _train_loss(self, h, labels, extra):
+        """Mean full-softmax cross-entropy over every position (padding targets included, as released)."""
+        flat = h.reshape((-1, h.shape[2]))
+        return cross_entropy(pt.dot(flat, self.shared['final_W']) + self.shared['final_b'], labels.ravel())
+
+    def _log_scores(self, h_last):
+        return pt.dot(h_last, self.shared['final_W']) + self.shared['final_b']
+
+    def _optimizer(self):
+        return DenseAdam(self.learning_rate, self.beta1, torch_epsilon=True)
+
+
+MODEL_CLASS = SASRec

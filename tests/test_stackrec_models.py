@@ -1,0 +1,136 @@
+"""StackRec's base models and pipeline on the shared core: the ReZero scales make stacked blocks
+start as the identity, the pipeline's stages resume after an interruption, bad input leaves the
+checkpoints as they were."""
+import os
+
+import numpy as np
+import pytensor.tensor as pt
+import pytest
+
+from conftest import Interrupt
+from recsys_core.backend import compile_function
+from recsys_core.errors import UserError
+from recsys_core.trainer import TrainingOptions, WarmStart
+from stackrec import pipeline
+from stackrec.nextitnet import StackNextItNet
+from stackrec.sasrec import SASRec
+from stackrec.stacking import stacking_mapping
+
+pytestmark = pytest.mark.slow  # trains a dozen small models (about 3 minutes on 2 cores)
+
+NEXTITNET = dict(dilated_channels=8, max_len=8, batch_size=32, n_epochs=2)
+SASREC = dict(hidden=8, max_len=8, batch_size=32, n_epochs=2)
+
+
+def hidden_of(model, windows):
+    X = pt.imatrix('X')
+    return compile_function([X], model._hidden(X))(windows)
+
+
+def stacked(source, cls, params, method, rule, train, top=None):
+    """The deep model right after the warm start (no training step)."""
+    deep = cls(**dict(params, n_epochs=0))
+    family = 'sasrec' if cls is SASRec else 'nextitnet'
+    old = len(source.dilations) if family == 'nextitnet' else source.num_blocks
+    new = len(deep.dilations) if family == 'nextitnet' else deep.num_blocks
+    deep.fit(train, verbose=False, vocabulary_of=source, training=TrainingOptions(
+        warm_start=WarmStart(source, stacking_mapping(method, family, old, new, rule, top))))
+    return deep
+
+
+@pytest.fixture(scope='module')
+def shallow(tiny_data):
+    train = tiny_data[0]
+    return {'nextitnet': StackNextItNet(dilations=[1, 4], **NEXTITNET).fit(train, verbose=False),
+            'sasrec': SASRec(num_blocks=2, **SASREC).fit(train, verbose=False)}
+
+
+def test_scales_start_at_zero_and_training_opens_them(shallow, tiny_data):
+    fresh = StackNextItNet(dilations=[1, 4], **dict(NEXTITNET, n_epochs=0)).fit(tiny_data[0], verbose=False)
+    assert [fresh.weights['alpha{}'.format(i)][0] for i in range(2)] == [0, 0]
+    nxt, sas = shallow['nextitnet'], shallow['sasrec']
+    assert all(nxt.weights['alpha{}'.format(i)].shape == (1,) for i in range(2))
+    assert any(nxt.weights['alpha{}'.format(i)][0] != 0 for i in range(2))
+    assert any(sas.weights['b{}_{}'.format(i, s)][0] != 0 for i in range(2) for s in ('sa', 'sf'))
+
+
+def test_stackr_keeps_the_trained_function_and_stacka_starts_as_the_identity(shallow, tiny_data):
+    train = tiny_data[0]
+    source = shallow['nextitnet']
+    windows = source.windows_of([np.arange(1, 6), np.arange(3, 10)])
+    deep_r = stacked(source, StackNextItNet, dict(NEXTITNET, dilations=[1, 4] * 2), 'stackR', 'double', train)
+    np.testing.assert_allclose(hidden_of(deep_r, windows), hidden_of(source, windows), rtol=1e-6, atol=1e-6)
+    deep_a = stacked(source, StackNextItNet, dict(NEXTITNET, dilations=[1, 4] * 2), 'STACKA', 'double', train)
+    embedded = deep_a.weights['E'][windows]
+    np.testing.assert_array_equal(hidden_of(deep_a, windows), embedded)  # every alpha 0: blocks are the identity
+    np.testing.assert_array_equal(deep_a.weights['E'], source.weights['E'])
+    assert not np.array_equal(deep_a.weights['Ws'], source.weights['Ws'])  # the softmax restarts [P11]
+
+
+def test_sasrec_stacking_copies_attention_only(shallow, tiny_data):
+    source = shallow['sasrec']
+    deep = stacked(source, SASRec, dict(SASREC, num_blocks=4), 'stackC', 'modules', tiny_data[0], top=2)
+    for i, j in enumerate([0, 1, 0, 1]):  # modules rule, top 2 -> [0, 1, 0, 1]
+        np.testing.assert_array_equal(deep.weights['b{}_q_W'.format(i)], source.weights['b{}_q_W'.format(j)])
+        assert deep.weights['b{}_sa'.format(i)][0] == 0
+    np.testing.assert_array_equal(deep.weights['pos_emb'], source.weights['pos_emb'])
+
+
+def write_sequences(path, tiny_data):
+    train = tiny_data[0]
+    with open(path, 'w') as f:
+        for _, g in train.groupby('SessionId'):
+            f.write(','.join(map(str, g.ItemId)) + '\n')
+    return str(path)
+
+
+def test_pipeline_resumes_an_interrupted_stage_and_skips_finished_ones(tiny_data, tmp_path, monkeypatch, capsys):
+    data = write_sequences(tmp_path / 'seq.csv', tiny_data)
+    args = ['cl', data, '--out', str(tmp_path / 'run'), '--blocks', '2', '--step_cap', '30', '--eval_every', '10',
+            '--patience', '3', '-ps', 'dilated_channels=8,max_len=8,batch_size=32']
+    assert pipeline.main(['cl', data, '--out', str(tmp_path / 'whole')] + args[4:]) == 0
+    original, plans = StackNextItNet._training_plan, []
+
+    def second_stage_interrupted(self, *a, **kw):  # stage 2 is killed after 25 of its 30 steps
+        plan = original(self, *a, **kw)
+        plans.append(plan)
+        if len(plans) == 2:
+            step = plan.step
+
+            def failing(batch, calls=[0]):
+                calls[0] += 1
+                if calls[0] > 25:
+                    raise Interrupt()
+                return step(batch)
+            plan.step = failing
+        return plan
+    monkeypatch.setattr(StackNextItNet, '_training_plan', second_stage_interrupted)
+    with pytest.raises(Interrupt):
+        pipeline.main(args)
+    monkeypatch.setattr(StackNextItNet, '_training_plan', original)
+    assert os.path.isfile(tmp_path / 'run' / 'stage1' / 'model.pkl')
+    assert not os.path.isfile(tmp_path / 'run' / 'stage2' / 'model.pkl')
+    capsys.readouterr()
+    assert pipeline.main(args) == 0
+    out = capsys.readouterr().out
+    assert 'stage1: done earlier' in out and 'Resuming from' in out
+    resumed = StackNextItNet.loadmodel(str(tmp_path / 'run' / 'stage2' / 'model.pkl'))
+    whole = StackNextItNet.loadmodel(str(tmp_path / 'whole' / 'stage2' / 'model.pkl'))
+    assert len(resumed.dilations) == 4
+    for k in whole.weights:  # the interrupted pipeline ends where the uninterrupted one did
+        np.testing.assert_allclose(resumed.weights[k], whole.weights[k], rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_bad_input_leaves_checkpoints_alone(tiny_data, tmp_path, shallow):
+    data = write_sequences(tmp_path / 'seq.csv', tiny_data)
+    with pytest.raises(UserError, match='not found'):
+        pipeline.main(['stack', data, '--out', str(tmp_path / 'o'), '--from', str(tmp_path / 'missing.pkl'),
+                       '--blocks', '4'])
+    model = str(tmp_path / 'shallow.pkl')
+    shallow['nextitnet'].savemodel(model)
+    with pytest.raises(UserError, match='2 x|2\\*|twice|double|must be'):
+        pipeline.main(['stack', data, '--out', str(tmp_path / 'o'), '--from', model, '--blocks', '6',
+                       '-ps', 'dilated_channels=8,max_len=8,batch_size=32'])
+    assert not os.path.exists(tmp_path / 'o' / 'stage1')
+    with pytest.raises(UserError, match='Unknown stacking method'):
+        pipeline.main(['cl', data, '--out', str(tmp_path / 'o'), '--method', 'stackZ'])
