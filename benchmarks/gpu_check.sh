@@ -5,7 +5,7 @@
 #   1. checks every CUDA kernel on the GPU against the CPU (tests/test_cuda_kernels.py, pycuda cases),
 #   2. checks that -d cuda finds the GPU through the driver,
 #   3. measures the kernels against PyTorch on the same GPU (benchmarks/gpu_kernels_speed.py).
-# End-to-end training with -d cuda is not in this version (see benchmarks/RESULTS.md, issue #6).
+# End-to-end training and evaluation with -d cuda: benchmarks/gpu_run.sh (issue 18).
 # Output goes to $OUT (default /tmp/gpu_check). Usage: bash benchmarks/gpu_check.sh [quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,7 +8,9 @@ with no conversion to numpy, and the updates of shared variables are written int
 as those JAX arrays. So after the first step (which uploads the numpy initial values once) the
 weights, the optimizer's accumulators and the sample store are device arrays held by the shared
 variables, fed back to the next call without a host copy, and GRU4Rec's hidden states come back
-as device arrays too. What does cross to the host per step: the step's inputs (a few int32
+as device arrays too. Shared values a function only reads (never updated: GRU4Rec's item prior,
+the sampling CDF) would stay numpy and be uploaded at every call; the linker below places them on
+the device once, when the function is made. What does cross to the host per step: the step's inputs (a few int32
 vectors), and the loss, which the trainer reads (``np.isnan``) and so waits for the step to end.
 Changing that would be the trainer's step loop (read the losses every N steps), not the linker.
 Random generators are the exception PyTensor warns about: the JAX graph gets a copy of each shared
@@ -140,6 +142,17 @@ def _shape_eval_linker():
     from pytensor.link.jax.linker import JAXLinker
 
     class ShapeEvalJAXLinker(JAXLinker):
+        def create_thunk_inputs(self, storage_map):
+            # Shared values the function only reads (GRU4Rec's item prior P0, the sampling CDF) would
+            # otherwise stay numpy and be uploaded at every call: place them on the device once. The
+            # storage is the shared variable's own container, so every function sees the device copy.
+            from pytensor.compile.sharedvalue import SharedVariable
+            for var in self.fgraph.inputs:
+                value = storage_map[var][0]
+                if isinstance(var, SharedVariable) and isinstance(value, np.ndarray):
+                    storage_map[var][0] = jax.device_put(value)
+            return super().create_thunk_inputs(storage_map)
+
         def jit_compile(self, fn):
             def traced(*args):
                 with jax.ensure_compile_time_eval():

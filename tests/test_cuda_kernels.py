@@ -206,3 +206,14 @@ def test_without_pycuda_the_gpu_executor_says_what_is_missing(monkeypatch):
     monkeypatch.setattr(builtins, '__import__', no_pycuda)
     with pytest.raises(ck.KernelUnavailable, match='need pycuda'):
         ck.PycudaExecutor()
+
+
+def test_rank_counts_launcher_matches_the_cpu_counts(executor):
+    """cuda_kernels.rank_counts (what -d cuda's evaluation calls): the rank kernel with its sums off."""
+    rng = np.random.default_rng(6)
+    scores = rng.integers(0, 30, (23, 700)).astype(np.float32)  # ties
+    targets = rng.integers(0, 700, 23).astype(np.int64)
+    greater, equal = ck.rank_counts(executor, executor.to_device(scores), executor.to_device(targets))
+    want_greater, want_equal = rank_counts_numpy(scores, scores[np.arange(23), targets])
+    np.testing.assert_array_equal(greater, want_greater)
+    np.testing.assert_array_equal(equal, want_equal)
