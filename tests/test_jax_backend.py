@@ -1,5 +1,5 @@
 """The experimental JAX backend (the candidate route to the GPU) trains and evaluates GRU4Rec,
-NextItNet and CpRec on the CPU to the C backend's numbers: same data, parameters and seeds. They differ by
+NextItNet, CpRec and StackRec's NextItNet and SASRec on the CPU to the C backend's numbers: same data, parameters and seeds. They differ by
 float summation order and, for GRU4Rec, by the negative samples (JAX draws the sample store with its
 own generator), so losses agree within 1% and metrics within 6% on this small data."""
 import os
@@ -16,6 +16,8 @@ pytest.importorskip('jax')
 GRU4REC = ('loss=cross-entropy,final_act=softmax,constrained_embedding=True,layers=32,batch_size=16,n_sample=64,'
            'logq=1.0,momentum=0.2,dropout_p_hidden=0,n_epochs=2')
 NEXTITNET = 'dilated_channels=16,dilations=1/2,batch_size=64,max_len=12,n_epochs=2'
+STACKREC_NEXTITNET = 'dilated_channels=16,dilations=1/4,batch_size=64,max_len=12,n_epochs=2'
+STACKREC_SASREC = 'hidden=16,num_blocks=2,batch_size=64,max_len=12,n_epochs=2,dropout=0.1'
 CPREC = NEXTITNET + ',use_softmax_type=Block_Input_Softmax_Inference,use_parametersharing_type=adjacent-block,block=auto'
 
 
@@ -31,7 +33,9 @@ def _run(backend, *args):
 
 @pytest.mark.parametrize('model, params, extra', [('gru4rec', GRU4REC, []),
                                                   ('nextitnet', NEXTITNET, ['--protocol', 'last']),
-                                                  ('cprec', CPREC, ['--protocol', 'last'])])
+                                                  ('cprec', CPREC, ['--protocol', 'last']),
+                                                  ('stackrec.nextitnet', STACKREC_NEXTITNET, ['--protocol', 'last']),
+                                                  ('stackrec.sasrec', STACKREC_SASREC, ['--protocol', 'last'])])
 def test_jax_backend_matches_the_c_backend(tiny_files, model, params, extra):
     args = [tiny_files['train'], '-t', tiny_files['test'], '-g', model, '-ps', params, '-m', '20'] + extra
     jax_losses, jax_metrics = _run('jax', *args)

@@ -89,7 +89,9 @@ def test_paropt_tunes_cprec_on_the_paper_protocol(lastfm_files, tmp_path):
     assert metric_lines(out.stdout, 'HR@')[-2:][0].startswith('HR@5: ')
 
 
-@pytest.mark.parametrize('package,space', [('nextitnet', 'nextitnet_parspace.json'), ('cprec', 'cprec_parspace.json')])
+@pytest.mark.parametrize('package,space', [('nextitnet', 'nextitnet_parspace.json'), ('cprec', 'cprec_parspace.json'),
+                                           ('stackrec.nextitnet', 'stackrec_nextitnet_parspace.json'),
+                                           ('stackrec.sasrec', 'stackrec_sasrec_parspace.json')])
 def test_bundled_parameter_spaces_are_valid_for_their_models(root, package, space):
     from paropt import check_parameters
     from recsys_core.cli import model_class
