@@ -111,7 +111,12 @@ def run_stage(folder, cls, params, data, all_events, test, source, method, rule,
     final = os.path.join(folder, 'model.pkl')
     if os.path.isfile(final):
         print('{}: done earlier, loading {}'.format(folder, final))
-        return load_model(final)
+        model = load_model(final)
+        summary_path = os.path.join(folder, 'summary.json')
+        if os.path.isfile(summary_path):
+            with open(summary_path) as f:
+                model.training_history = json.load(f).get('history', [])
+        return model
     warm = None
     fit_args = {}
     if source is None:
@@ -132,12 +137,15 @@ def run_stage(folder, cls, params, data, all_events, test, source, method, rule,
     history = model.training_history
     best = max(history, key=lambda h: h['value']) if history else None
     summary = {'method': canonical_method(method), 'blocks': blocks_of(model), 'steps': sum(
-        s['minibatches'] for s in model.epoch_stats), 'best_mrr5': best and best['value'],
+        s['minibatches'] for s in model.epoch_stats), 'best_mrr5': best and float(best['value']),
         'best_step': best and best['step'], 'seconds_to_best': best and best['seconds'],
         'seconds_this_run': time.time() - t0}
+    printed = dict(summary)
+    summary['history'] = [{k: float(v) if k in ('value', 'best', 'seconds') else v for k, v in h.items()}
+                          for h in history]
     from recsys_core.atomic import write_text_atomic
     write_text_atomic(os.path.join(folder, 'summary.json'), json.dumps(summary, indent=1))
-    print('{}: {}'.format(folder, summary))
+    print('{}: {}'.format(folder, printed))
     return model
 
 
