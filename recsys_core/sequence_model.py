@@ -7,7 +7,10 @@ A subclass defines its paper: parameters, ``_init_weights``, ``_hidden(X)`` (the
 layer for a (B, L) index matrix), ``_train_loss(h, labels, extra)``, ``_log_scores(h_last)``, and
 optionally ``_vocabulary`` (index order), ``_loss_inputs``/``_loss_feed`` (extra inputs of a step,
 e.g. sampled candidates), ``_train_hidden`` (dropout while training), ``_regularization``,
-``_optimizer`` and ``_describe``.
+``_optimizer`` and ``_describe``. A model whose training batch is not "input x[:, :-1], labels
+x[:, 1:] at every position" (GRec's masked positions, SSE-PT's user column) overrides
+``_batch_variables``/``_batch_values`` (and ``_targets_per_row``); host-side generators beyond the
+sampler's ``_rng`` join the checkpoint through ``_host_state``/``_set_host_state``.
 """
 import numpy as np
 import pandas as pd
@@ -160,6 +163,30 @@ class SequenceRecommender(NeuralRecommender):
     def _trainable(self):
         return list(self.shared.values())
 
+    def _batch_variables(self):
+        """(symbolic inputs of one training batch, the input of :meth:`_train_hidden`, the labels of
+        :meth:`_train_loss`, a function selecting from the hidden layer the positions the labels
+        belong to). Default, next-item prediction at every position: one (B, L) matrix X, input
+        X[:, :-1], labels X[:, 1:], every position."""
+        X = pt.imatrix('X')
+        return [X], X[:, :-1], X[:, 1:], lambda h: h
+
+    def _batch_values(self, rows):
+        """(numeric values of :meth:`_batch_variables` for a batch of training rows, the numeric
+        labels :meth:`_loss_feed` gets). Called once per step; host generators may advance here."""
+        return [rows], rows[:, 1:]
+
+    def _targets_per_row(self):
+        """Labels per training row (the weight of a batch in the epoch's average loss)."""
+        return self.seq_len - 1
+
+    def _host_state(self):
+        """Host-side state that changes between steps (checkpointed): the sampler's generator."""
+        return self._rng
+
+    def _set_host_state(self, state):
+        self._rng = state
+
     def _optimizer(self):
         """TF 1.x's Adam, the optimizer NextItNet and CpRec were published with."""
         return DenseAdam(self.learning_rate, self.beta1)
@@ -192,28 +219,26 @@ class SequenceRecommender(NeuralRecommender):
             print(self._report())
         batch = min(self.batch_size, len(rows))
         n_batches = len(rows) // batch if max_batches is None else min(len(rows) // batch, max_batches)
-        X = pt.imatrix('X')
+        variables, inputs, labels, select = self._batch_variables()
         extra = self._loss_inputs()
         random_source = RandomSource(self.seed + 2)
-        h = self._train_hidden(X[:, :-1], random_source)
-        cost = self._train_loss(h, X[:, 1:], extra) + self._regularization()
+        h = select(self._train_hidden(inputs, random_source))
+        cost = self._train_loss(h, labels, extra) + self._regularization()
         updates = self._optimizer().updates(cost, self._trainable())
         updates.update(random_source.updates())  # dropout's generator state, advanced by every step
-        step_fn = compile_function([X] + extra, cost, updates=updates)
-        positions = batch * (self.seq_len - 1)
+        step_fn = compile_function(variables + extra, cost, updates=updates)
+        positions = batch * self._targets_per_row()
 
         def batches(epoch):
             for b in range(n_batches):
                 yield rows[b * batch:(b + 1) * batch], positions
 
         def step(xb):
-            return float(step_fn(xb, *self._loss_feed(xb[:, 1:])))
+            values, numeric_labels = self._batch_values(xb)
+            return float(step_fn(*values, *self._loss_feed(numeric_labels)))
 
-        def set_rng(state):
-            self._rng = state
-
-        return TrainingPlan(self.n_epochs, step, batches, step_function=step_fn, host_state=lambda: self._rng,
-                            set_host_state=set_rng, finish=self._sync_weights)
+        return TrainingPlan(self.n_epochs, step, batches, step_function=step_fn, host_state=self._host_state,
+                            set_host_state=self._set_host_state, finish=self._sync_weights)
 
     # ----------------------------------------------------------------- scoring and ranking
     def _masked_scores(self, X):
