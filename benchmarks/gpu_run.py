@@ -17,7 +17,7 @@ Steps:
                test file is evaluated twice and the second pass is timed (the first compiles)
 
 --dry-run: -d cuda runs on JAX's CPU device (RECSYS_CUDA_DRY_RUN=cpu), on small sizes (below), and
-the port runs on the CPU when PyTorch is installed (skipped, and said so, when it is not).
+the port runs on the CPU with GPU_RUN_PORT_PYTHON's PyTorch (skipped, and said so, without one).
 """
 import argparse
 import importlib.util
@@ -234,17 +234,19 @@ def step_train_speed(run, port):
     import pandas as pd
     result['items'] = int(pd.read_csv(data / 'train.tsv', sep='\t', usecols=['ItemId']).ItemId.nunique())
     port_dir = Path(port) if port else None
+    port_python = os.environ.get('GPU_RUN_PORT_PYTHON') or sys.executable
     if port_dir is None or not (port_dir / 'run.py').exists():
         result['port'] = {'skipped': 'no checkout of the official PyTorch port at {}'.format(port)}
-    elif importlib.util.find_spec('torch') is None:
-        result['port'] = {'skipped': 'PyTorch is not installed here'}
+    elif subprocess.run([port_python, '-c', 'import torch, pandas, joblib'], capture_output=True).returncode != 0:
+        result['port'] = {'skipped': 'no PyTorch, pandas and joblib for {} (set GPU_RUN_PORT_PYTHON)'.format(port_python)}
     else:
         port_pf = run.work / 'retailrocket_port.py'
         _param_file(port_dir / 'paramfiles' / 'retailrocket_bprmax_shared_best.py', port_pf, 2)
         device = 'cpu' if run.dry_run else 'cuda:0'
-        text, seconds, rc = run.run('speed.log', [sys.executable, str(port_dir / 'run.py'), str(data / 'train.tsv'),
+        text, seconds, rc = run.run('speed.log', [port_python, str(port_dir / 'run.py'), str(data / 'train.tsv'),
                                                   '-pf', str(port_pf), '-d', device] + store, run.env('cpu'))
-        result['port'] = {'rc': rc, 'seconds': round(seconds, 1), 'epochs': epochs_of(text), 'device': device}
+        result['port'] = {'rc': rc, 'seconds': round(seconds, 1), 'epochs': epochs_of(text), 'device': device,
+                          'python': port_python}
     ours, theirs = _last_mb_s(result['ours']), _last_mb_s(result['port'])
     result['ours_mb_s'], result['port_mb_s'] = ours, theirs
     result['ratio'] = round(ours / theirs, 3) if ours and theirs else None

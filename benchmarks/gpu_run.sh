@@ -8,7 +8,10 @@
 #                                         # JAX's CPU device (RECSYS_CUDA_DRY_RUN=cpu), small sizes,
 #                                         # no wheels installed and no pycuda built (what this machine
 #                                         # has is used), the kernel checks under the host emulation
-# Steps: 1. install the carried wheels and build pycuda from its sdist (in the background, while
+# GPU_RUN_PORT_PYTHON: the Python that runs the official port (default: python3; in the dry run, one
+# with a CPU PyTorch, pandas and joblib, or the port step is skipped and says so).
+# Steps: 1. install the carried wheels and build pycuda from its sdist (benchmarks/build_pycuda.sh,
+# in the background, while
 # 2. the data are generated and the C backend's reference runs train on the CPU); 3. the pycuda
 # kernel checks against the CPU (tests/test_cuda_kernels.py; on the GPU no pycuda case may skip);
 # 4. GRU4Rec, NextItNet, CpRec with -d cuda, metrics within 2% of the reference; 5. weights,
@@ -45,11 +48,8 @@ if [ -z "$DRY" ]; then
     export PYTHONPATH=/tmp/site:$PWD
     (
         set -e
-        rm -rf /tmp/pycuda-src && mkdir -p /tmp/pycuda-src
-        tar xzf .whl/pycuda-*.tar.gz -C /tmp/pycuda-src --strip-components=1
-        printf '\n[build_ext]\nparallel = 16\n' >> /tmp/pycuda-src/setup.cfg
         t=$(date +%s)
-        timeout 240 $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target /tmp/site /tmp/pycuda-src
+        PY=$PY timeout 240 bash benchmarks/build_pycuda.sh .whl/pycuda-*.tar.gz /tmp/site 16
         echo "pycuda built in $(( $(date +%s) - t )) s"
         $PY -c "import pycuda.autoprimaryctx, pycuda.driver as d; print('pycuda', d.get_version(), d.Context.get_device().name())"
     ) >> "$OUT/install.log" 2>&1 &
