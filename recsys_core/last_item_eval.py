@@ -11,6 +11,9 @@ k). Models may provide ``rank_last_items(histories, targets, mode, max_cut, cut_
 pass returning one row of ranks per cut-off) and ``pruned_cut_offs(cut_offs)`` (the cut-offs whose
 ranks came from a pruned list);
 any other model is driven through its ``session_ranker``, keeping only each session's last step.
+A model whose histories carry more than items (SSE-PT: the user first) provides
+``last_item_cases(test_data, session_key, item_key, time_key)`` -> (histories, targets) in the form
+its ``rank_last_items`` takes (a history of length 0 counts as a miss).
 """
 import numpy as np
 
@@ -37,7 +40,10 @@ def evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, sess
     from .evaluation import EvalResult
     cuts = np.asarray(cut_off)
     model.check_trained()
-    histories, targets = last_item_cases(model, test_data, session_key, item_key, time_key)
+    if hasattr(model, 'last_item_cases'):
+        histories, targets = model.last_item_cases(test_data, session_key, item_key, time_key)
+    else:
+        histories, targets = last_item_cases(model, test_data, session_key, item_key, time_key)
     known = (targets >= 0) & np.array([len(h) > 0 for h in histories], dtype=bool)
     ranks = np.full((len(cuts), len(targets)), np.inf)  # one row per cut-off
     pruned = ()

@@ -80,8 +80,12 @@ class SASRec(SequenceRecommender):
         w['final_b'] = torch_uniform(rng, (V,), d)
         return w
 
+    def _embed(self, X):
+        """Item plus position embeddings of a (B, T) index matrix (SSE-PT adds its user)."""
+        return self.shared['item_emb'][X] + self.shared['pos_emb'][:X.shape[1]][None, :, :]
+
     def _input(self, X, random_source=None):
-        e = self.shared['item_emb'][X] + self.shared['pos_emb'][:X.shape[1]][None, :, :]
+        e = self._embed(X)
         if random_source is not None:
             e = dropout(e, self.dropout, random_source)
         if self.input_layer_norm:
