@@ -99,7 +99,11 @@ class TrainingOptions:
     checkpoint_every: int = 0          # extra checkpoints every N steps
     warm_start: Optional[WarmStart] = None
     eval_mode: str = 'standard'
+    evaluator: Optional[Callable] = None  # evaluator(model) -> the metric, instead of evaluate(valid) (a task's own protocol)
     keys: dict = field(default_factory=lambda: dict(session_key='SessionId', item_key='ItemId', time_key='Time'))
+
+    def validates(self):
+        return self.valid is not None or self.evaluator is not None
 
     def check(self):
         for name in ('max_steps', 'max_batches_per_epoch', 'eval_every', 'patience', 'checkpoint_every'):
@@ -113,7 +117,7 @@ class TrainingOptions:
         if self.metric not in metrics:
             raise UserError('Validation metric {} is not measured under protocol {} (use one of: {})'.format(
                 self.metric, self.protocol, ', '.join(metrics)))
-        if self.valid is None and (self.eval_every or self.patience):
+        if self.valid is None and self.evaluator is None and (self.eval_every or self.patience):
             raise UserError('Evaluation every N steps and early stopping need validation data (--valid FILE)')
         if self.checkpoint is not None and os.path.exists(self.checkpoint) and not os.path.isdir(self.checkpoint):
             raise UserError('Checkpoint folder {} is a file'.format(self.checkpoint))
@@ -191,7 +195,7 @@ class Trainer:
                     model.error_during_train = True
                     stopped = True
                     break
-                evaluate = opt.valid is not None and opt.eval_every and step % opt.eval_every == 0
+                evaluate = opt.validates() and opt.eval_every and step % opt.eval_every == 0
                 if evaluate and self._evaluate(step, epoch):
                     stopped = True
                 capped = opt.max_steps and step >= opt.max_steps
@@ -205,7 +209,7 @@ class Trainer:
             self._epoch_line(epoch, costs, weights, earlier + time.time() - t0)
             if model.error_during_train:
                 break
-            if opt.valid is not None and not opt.eval_every and self._evaluate(step, epoch):
+            if opt.validates() and not opt.eval_every and self._evaluate(step, epoch):
                 stopped = True
             if stopped:
                 break
@@ -232,7 +236,7 @@ class Trainer:
     def _finish(self):
         self.plan.finish()
         opt = self.options
-        if opt.valid is not None and opt.restore_best and self.best_values is not None \
+        if opt.validates() and opt.restore_best and self.best_values is not None \
                 and not self.model.error_during_train:
             self.model.set_weight_values(self.best_values)
             if self.verbose:
@@ -244,9 +248,12 @@ class Trainer:
         """Evaluate on the validation data; True when early stopping says stop."""
         from .evaluation import evaluate
         opt = self.options
-        result = evaluate(self.model, opt.valid, protocol=opt.protocol, cut_off=[opt.cut_off], mode=opt.eval_mode,
-                          verbose=False, **opt.keys)
-        value = result.value(opt.metric, opt.cut_off)
+        if opt.evaluator is not None:
+            value = float(opt.evaluator(self.model))
+        else:
+            result = evaluate(self.model, opt.valid, protocol=opt.protocol, cut_off=[opt.cut_off], mode=opt.eval_mode,
+                              verbose=False, **opt.keys)
+            value = result.value(opt.metric, opt.cut_off)
         improved = value > self.best
         if improved:
             self.best, self.best_step, self.bad = value, step, 0

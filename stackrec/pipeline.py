@@ -4,6 +4,7 @@ MRR@5 and the best checkpoint carried to the next stage (reference section 7).
 
     python -m stackrec.pipeline cl DATA.csv --out DIR [--model nextitnet|sasrec] [-ps PARAMS]
     python -m stackrec.pipeline ts DATA.csv --out DIR [-ps PARAMS]
+    python -m stackrec.pipeline tf SOURCE.csv --finetune TARGET.csv --out DIR
     python -m stackrec.pipeline stack DATA.csv --out DIR --from MODEL --method stackA --blocks 32
 
 DATA.csv: one sequence per line (the released format). The release's split: numpy's legacy
@@ -19,9 +20,10 @@ stages and resumes an interrupted one from its checkpoint.
   patience 8.
 - ts (train_nextitnet_sc2.sh): 8 -> 16 -> 32 blocks with stackA on all data, caps 50k/100k/200k,
   eval every 3000, patience 10.
+- tf (train_nextitnet_sc3.sh): source pre-training as cl (8 -> 16 blocks, L2 0.001), each stage
+  then fine-tuned on the target domain (``--finetune COLDREC``, stackrec.finetune: 10 epochs, batch
+  512, evaluation every 1000 steps over 99 sampled negatives, best MRR@5 and HR@5).
 - stack: one stacked stage from a saved model (e.g. a stage of another run).
-Not in this version: the TF scenario (ColdRec fine-tuning, train_nextitnet_sc3.sh), GRec's masked
-objective and SSE-PT (the user embedding): the issue lists what remains.
 """
 import argparse
 import json
@@ -33,23 +35,31 @@ import numpy as np
 from recsys_core.cli import run_main
 from recsys_core.errors import UserError
 
-SCENARIOS = ('cl', 'ts', 'stack')
-FAMILY_OF = {'nextitnet': 'nextitnet', 'sasrec': 'sasrec'}
+SCENARIOS = ('cl', 'ts', 'tf', 'stack')
+FAMILY_OF = {'nextitnet': 'nextitnet', 'grec': 'nextitnet', 'sasrec': 'sasrec', 'ssept': 'sasrec'}
+RELEASED_METHOD = {'nextitnet': 'stackA', 'grec': 'stackA', 'sasrec': 'stackA', 'ssept': 'stackC'}  # CL stage 2
 
 
 def model_class(name):
+    """The base model's class; SSE-PT's reads the released CSV's first field as the user (users=first)."""
     if name == 'nextitnet':
         from .nextitnet import StackNextItNet
         return StackNextItNet
+    if name == 'grec':
+        from .grec import GRec
+        return GRec
     if name == 'sasrec':
         from .sasrec import SASRec
         return SASRec
-    raise UserError('Unknown StackRec base model {!r}; use nextitnet or sasrec'.format(name))
+    if name == 'ssept':
+        from .ssept import SSEPTOnCSV
+        return SSEPTOnCSV
+    raise UserError('Unknown StackRec base model {!r}; use one of: {}'.format(name, ', '.join(sorted(FAMILY_OF))))
 
 
 def depth_params(model, blocks):
     """Model parameters for a stack of ``blocks`` residual blocks."""
-    if model == 'nextitnet':
+    if FAMILY_OF.get(model) == 'nextitnet':
         if blocks % 2:
             raise UserError('NextItNet stacks come in dilation pairs [1, 4]: --blocks must be even, not {}'.format(blocks))
         return {'dilations': [1, 4] * (blocks // 2)}
@@ -61,15 +71,27 @@ def blocks_of(model):
 
 
 def stages(scenario, model, method, blocks):
-    """[(method, blocks, data ratio, step cap, eval_every, patience, rule)] of a scenario."""
+    """[(method, blocks, data ratio, step cap, eval_every, patience, rule)] of a scenario.
+
+    method None: the release's stage-2 method (RELEASED_METHOD: stackC for SSE-PT, else stackA)."""
+    method = method or RELEASED_METHOD.get(model, 'stackA')
     if scenario == 'cl':
-        if model == 'nextitnet':
+        if FAMILY_OF.get(model) == 'nextitnet':   # train_nextitnet_sc1.sh, train_grec_sc1.sh
             shallow = blocks or 16
             return [('from_scratch', shallow, 0.8, 300000, 6000, 8, None),
                     (method, 2 * shallow, 1.0, 300000, 6000, 8, 'double')]
         shallow = blocks or 18
+        if model == 'ssept':                      # train_ssept_sc1.sh
+            return [('from_scratch', shallow, 0.8, 250000, 2000, 15, None),
+                    (method, shallow + 6, 1.0, 250000, 2000, 15, 'modules')]
         return [('from_scratch', shallow, 0.8, 350000, 6000, 8, None),
                 (method, shallow + 6, 1.0, 350000, 6000, 8, 'modules')]
+    if scenario == 'tf':  # train_nextitnet_sc3.sh: source pre-training 8 -> 16 blocks, each fine-tuned
+        if model != 'nextitnet':
+            raise UserError('The TF scenario is released for NextItNet only')
+        first = blocks or 8
+        return [('from_scratch', first, 0.8, 300000, 6000, 8, None),
+                (method, 2 * first, 1.0, 300000, 6000, 8, 'double')]
     if scenario == 'ts':
         if model != 'nextitnet':
             raise UserError('The TS scenario is released for NextItNet only')
@@ -159,6 +181,11 @@ def build_parser():
     p.add_argument('--method', default='stackA', help='stacking method: stackA, stackC, stackR, stackE, from_scratch '
                                                      '(any case; default stackA)')
     p.add_argument('--blocks', type=int, default=0, help='blocks of the first stage (cl/ts), of the stacked model (stack)')
+    p.add_argument('--finetune', metavar='COLDREC', help='tf: the target-domain file (source,,targets lines)')
+    p.add_argument('--finetune_epochs', type=int, default=10, help='tf: epochs of each fine-tuning (default 10)')
+    p.add_argument('--finetune_batch', type=int, default=512, help='tf: batch size of the fine-tuning (default 512)')
+    p.add_argument('--finetune_eval_every', type=int, default=1000, help='tf: fine-tuning steps between evaluations '
+                                                                          '(default 1000)')
     p.add_argument('--from', dest='source', metavar='MODEL', help='stack: the trained model to stack from')
     p.add_argument('--rule', default=None, choices=['double', 'copytop', 'modules'], help='stack: the block rule')
     p.add_argument('--step_cap', type=int, default=0, help='override every stage\'s step cap')
@@ -178,6 +205,10 @@ def main(argv=None):
     cls(**params)  # parameters checked before any data is read
     if args.scenario == 'stack' and not args.source:
         raise UserError('stack needs --from MODEL (the trained model to stack from)')
+    if args.scenario == 'tf' and not (args.finetune and os.path.isfile(args.finetune)):
+        raise UserError('tf needs --finetune COLDREC (an existing source,,targets file)')
+    if args.scenario == 'tf':
+        params = dict(params, l2_reg=params.get('l2_reg', 0.001))  # the ColdRec source's L2, as released
     if args.source and not os.path.isfile(args.source):
         raise UserError('Model to stack from not found: {}'.format(args.source))
     backend.configure(None, verbose=True)
@@ -197,7 +228,28 @@ def main(argv=None):
         source = run_stage(os.path.join(args.out, 'stage{}'.format(k)), cls, stage_params,
                            ratio_events(events, train_lines, ratio), events, test, source, m, rule,
                            args.step_cap or cap, args.eval_every or every, args.patience or patience)
+        if args.scenario == 'tf':
+            fine_tune_stage(os.path.join(args.out, 'stage{}_finetune'.format(k)), source, args.finetune,
+                            args.finetune_epochs, args.finetune_batch, args.finetune_eval_every)
     return 0
+
+
+def fine_tune_stage(folder, model, path, epochs, batch_size, eval_every):
+    """fineall.py on a pre-trained stage: best MRR@5 and HR@5 over 99 sampled negatives + the positive."""
+    from recsys_core.atomic import write_text_atomic
+    from .finetune import FineTunedNextItNet
+    done = os.path.join(folder, 'summary.json')
+    if os.path.isfile(done):
+        print('{}: done earlier'.format(folder))
+        return
+    os.makedirs(folder, exist_ok=True)
+    tuned = FineTunedNextItNet.from_pretrained(model)
+    history = tuned.fine_tune(path, n_epochs=epochs, batch_size=batch_size, eval_every=eval_every, checkpoint=folder)
+    best = max(history, key=lambda h: h['value']) if history else {}
+    summary = {'blocks': blocks_of(model), 'best_mrr5': best.get('value'), 'hr5_at_best': best.get('hr5'),
+               'best_step': best.get('step')}
+    write_text_atomic(done, json.dumps(summary, indent=1))
+    print('{}: {}'.format(folder, summary))
 
 
 if __name__ == '__main__':
