@@ -2,7 +2,7 @@
 that, with the released split, data ratios, step caps, evaluation every N steps, early stopping on
 MRR@5 and the best checkpoint carried to the next stage (reference section 7).
 
-    python -m stackrec.pipeline cl DATA.csv --out DIR [--model nextitnet|sasrec] [-ps PARAMS]
+    python -m stackrec.pipeline cl DATA.csv --out DIR [--model nextitnet|grec|sasrec|ssept] [-ps PARAMS]
     python -m stackrec.pipeline ts DATA.csv --out DIR [-ps PARAMS]
     python -m stackrec.pipeline tf SOURCE.csv --finetune TARGET.csv --out DIR
     python -m stackrec.pipeline stack DATA.csv --out DIR --from MODEL --method stackA --blocks 32
@@ -14,10 +14,10 @@ and every later stage keeps it. Stage k writes DIR/stage{k}/ (the trainer's last
 best.model, then model.pkl and summary.json); running the same command again skips finished
 stages and resumes an interrupted one from its checkpoint.
 
-- cl (train_nextitnet_sc1.sh, train_grec_sc1.sh, train_sasrec_sc1.sh): from_scratch on data ratio
-  0.8 (nested subset), then stacked (NextItNet: stackA doubling, 16 -> 32 blocks; SASRec: stackA
-  with the Modules rule, 18 -> 24) on ratio 1; eval every 6000 steps, cap 300k (SASRec 350k),
-  patience 8.
+- cl (train_nextitnet_sc1.sh, train_grec_sc1.sh, train_sasrec_sc1.sh, train_ssept_sc1.sh):
+  from_scratch on data ratio 0.8 (nested subset), then stacked on ratio 1 (NextItNet and GRec:
+  stackA doubling, 16 -> 32 blocks; SASRec: stackA with the Modules rule, 18 -> 24; SSE-PT: stackC,
+  18 -> 24); eval every 6000 steps, cap 300k (SASRec 350k), patience 8 (SSE-PT: 2000, 250k, 15).
 - ts (train_nextitnet_sc2.sh): 8 -> 16 -> 32 blocks with stackA on all data, caps 50k/100k/200k,
   eval every 3000, patience 10.
 - tf (train_nextitnet_sc3.sh): source pre-training as cl (8 -> 16 blocks, L2 0.001), each stage
@@ -178,8 +178,8 @@ def build_parser():
     p.add_argument('--out', required=True, metavar='DIR', help='folder of the stages (resumed when run again)')
     p.add_argument('--model', default='nextitnet', choices=sorted(FAMILY_OF), help='base model (default nextitnet)')
     p.add_argument('-ps', '--parameter_string', metavar='PARAMS', help='model parameters, e.g. dilated_channels=64')
-    p.add_argument('--method', default='stackA', help='stacking method: stackA, stackC, stackR, stackE, from_scratch '
-                                                     '(any case; default stackA)')
+    p.add_argument('--method', default=None, help='stacking method: stackA, stackC, stackR, stackE, from_scratch '
+                                                  '(any case; default: the release\'s, stackC for SSE-PT, else stackA)')
     p.add_argument('--blocks', type=int, default=0, help='blocks of the first stage (cl/ts), of the stacked model (stack)')
     p.add_argument('--finetune', metavar='COLDREC', help='tf: the target-domain file (source,,targets lines)')
     p.add_argument('--finetune_epochs', type=int, default=10, help='tf: epochs of each fine-tuning (default 10)')
@@ -199,7 +199,7 @@ def main(argv=None):
     from recsys_core import backend
     from recsys_core.params import parse_param_string
     from .stacking import canonical_method
-    method = canonical_method(args.method)
+    method = canonical_method(args.method) if args.method else None
     cls = model_class(args.model)
     params = dict(parse_param_string(args.parameter_string)) if args.parameter_string else {}
     cls(**params)  # parameters checked before any data is read
@@ -218,8 +218,8 @@ def main(argv=None):
         source = load_model(args.source, cls)
         if not args.blocks:
             raise UserError('stack needs --blocks N (the depth of the stacked model)')
-        rule = args.rule or ('double' if args.model == 'nextitnet' else 'modules')
-        plan = [(method, args.blocks, 1.0, args.step_cap or 300000, args.eval_every or 6000, args.patience or 8, rule)]
+        rule = args.rule or ('double' if FAMILY_OF[args.model] == 'nextitnet' else 'modules')
+        plan = [(method or RELEASED_METHOD.get(args.model, 'stackA'), args.blocks, 1.0, args.step_cap or 300000, args.eval_every or 6000, args.patience or 8, rule)]
     else:
         source = None
         plan = stages(args.scenario, args.model, method, args.blocks)
