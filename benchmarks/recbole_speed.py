@@ -51,7 +51,6 @@ RECBOLE_CHILD, and the same round loop alternates it.
 """
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys

@@ -65,3 +65,15 @@ def interrupt_after(monkeypatch, cls, n_steps):
         return plan
     monkeypatch.setattr(cls, '_training_plan', plan_that_fails)
     return lambda: monkeypatch.setattr(cls, '_training_plan', original)
+
+
+def fit_interrupted_then_resumed(monkeypatch, cls, params, data, folder, n_steps, fit_args=None, **options):
+    """Fit ``cls(**params)`` with a checkpoint in ``folder``, interrupted after ``n_steps`` steps,
+    then fit again with the same arguments (which resumes); returns the resumed model."""
+    from recsys_core.trainer import TrainingOptions
+    fit_args = fit_args or {}
+    restore = interrupt_after(monkeypatch, cls, n_steps)
+    with pytest.raises(Interrupt):
+        cls(**params).fit(data, training=TrainingOptions(checkpoint=folder, **options), **fit_args)
+    restore()
+    return cls(**params).fit(data, training=TrainingOptions(checkpoint=folder, **options), **fit_args)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytensor.tensor as pt
 import pytest
 
-from conftest import Interrupt, interrupt_after
+from conftest import fit_interrupted_then_resumed
 from recsys_core.backend import compile_function
 from recsys_core.errors import UserError
 from recsys_core.evaluation import evaluate
@@ -82,12 +82,9 @@ def test_grec_trains_and_resumes_to_the_same_weights(tiny_data, tmp_path, monkey
     whole = GRec(**GREC).fit(train, verbose=False, training=TrainingOptions(**options))
     losses = [s['loss'] for s in whole.epoch_stats]
     assert len(losses) == 2 and losses[1] < losses[0]
-    folder = str(tmp_path / 'ck')
-    restore = interrupt_after(monkeypatch, GRec, 65)     # 44 batches an epoch: checkpoint at step 60, epoch 2
-    with pytest.raises(Interrupt):
-        GRec(**GREC).fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
-    restore()
-    resumed = GRec(**GREC).fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
+    # 44 batches an epoch: interrupted after step 65, checkpoint at step 60, epoch 2
+    resumed = fit_interrupted_then_resumed(monkeypatch, GRec, GREC, train, str(tmp_path / 'ck'), 65,
+                                           dict(verbose=False), **options)
     for k in whole.weights:
         np.testing.assert_allclose(resumed.weights[k], whole.weights[k], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose([s['loss'] for s in resumed.epoch_stats], losses, rtol=1e-6)
@@ -213,12 +210,9 @@ def test_ssept_resumes_to_the_same_weights_with_cumulative_corruption(tiny_data,
     params = dict(SSEPT_PARAMS, users='UserId')
     options = dict(valid=valid, protocol='last', metric='mrr', cut_off=5, eval_every=10)
     whole = SSEPT(**params).fit(train, verbose=False, training=TrainingOptions(**options))
-    folder = str(tmp_path / 'ck')
-    restore = interrupt_after(monkeypatch, SSEPT, 65)     # inside epoch 2, after epoch 1's corruption
-    with pytest.raises(Interrupt):
-        SSEPT(**params).fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
-    restore()
-    resumed = SSEPT(**params).fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
+    # interrupted inside epoch 2, after epoch 1's corruption
+    resumed = fit_interrupted_then_resumed(monkeypatch, SSEPT, params, train, str(tmp_path / 'ck'), 65,
+                                           dict(verbose=False), **options)
     for k in whole.weights:
         np.testing.assert_allclose(resumed.weights[k], whole.weights[k], rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(resumed._train_rows, whole._train_rows)   # the same corrupted rows

@@ -7,7 +7,7 @@ import pandas as pd
 import pytensor.tensor as pt
 import pytest
 
-from conftest import Interrupt, interrupt_after
+from conftest import fit_interrupted_then_resumed
 from gpu_ops.ranking import rank_counts
 from recsys_core.backend import compile_function
 from recsys_core.data import TrainingEvents
@@ -158,12 +158,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(split, tmp_path, monkeyp
     train, valid = split
     options = dict(valid=valid, eval_every=eval_every, cut_off=5)
     whole = Bigram().fit(train, verbose=False, training=TrainingOptions(**options))
-    folder = str(tmp_path / 'ck')
-    restore = interrupt_after(monkeypatch, Bigram, stop_at)
-    with pytest.raises(Interrupt):
-        Bigram().fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
-    restore()
-    resumed = Bigram().fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
+    resumed = fit_interrupted_then_resumed(monkeypatch, Bigram, {}, train, str(tmp_path / 'ck'), stop_at,
+                                           dict(verbose=False), **options)
     for k in whole.weights:
         np.testing.assert_array_equal(resumed.weights[k], whole.weights[k])
     assert [s['loss'] for s in resumed.epoch_stats] == pytest.approx([s['loss'] for s in whole.epoch_stats], rel=1e-6)

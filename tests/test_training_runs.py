@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gru4rec import GRU4Rec
-from conftest import Interrupt, interrupt_after
+from conftest import fit_interrupted_then_resumed
 from recsys_core.trainer import TrainingOptions
 
 
@@ -18,12 +18,9 @@ def test_gru4rec_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch):
     options = dict(valid=valid, eval_every=20, cut_off=5)
     fit_args = dict(sample_store=8 * 7, verbose=False)  # a store of 7 batches: refilled many times
     whole = GRU4Rec(**GRU_PARAMS).fit(train, training=TrainingOptions(**options), **fit_args)
-    folder = str(tmp_path / 'ck')
-    restore = interrupt_after(monkeypatch, GRU4Rec, 47)  # last checkpoint at step 40, inside epoch 1
-    with pytest.raises(Interrupt):
-        GRU4Rec(**GRU_PARAMS).fit(train, training=TrainingOptions(checkpoint=folder, **options), **fit_args)
-    restore()
-    resumed = GRU4Rec(**GRU_PARAMS).fit(train, training=TrainingOptions(checkpoint=folder, **options), **fit_args)
+    # interrupted after step 47, last checkpoint at step 40, inside epoch 1
+    resumed = fit_interrupted_then_resumed(monkeypatch, GRU4Rec, GRU_PARAMS, train, str(tmp_path / 'ck'), 47, fit_args,
+                                           **options)
     assert len(whole.epoch_stats) == len(resumed.epoch_stats) == 2
     for k in whole.weights:
         np.testing.assert_allclose(resumed.weights[k], whole.weights[k], rtol=1e-6, atol=1e-7)
@@ -87,12 +84,8 @@ def test_nextitnet_sampled_softmax_resumes_and_stops_early(tiny_data, tmp_path, 
     params = dict(dilated_channels=8, dilations=[1, 2], max_len=8, batch_size=32, n_epochs=2, is_negsample=True)
     options = dict(valid=valid, protocol='last', metric='mrr', cut_off=5, eval_every=10)
     whole = NextItNet(**params).fit(train, verbose=False, training=TrainingOptions(**options))
-    folder = str(tmp_path / 'ck')
-    restore = interrupt_after(monkeypatch, NextItNet, 25)
-    with pytest.raises(Interrupt):
-        NextItNet(**params).fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
-    restore()
-    resumed = NextItNet(**params).fit(train, verbose=False, training=TrainingOptions(checkpoint=folder, **options))
+    resumed = fit_interrupted_then_resumed(monkeypatch, NextItNet, params, train, str(tmp_path / 'ck'), 25,
+                                           dict(verbose=False), **options)
     for k in whole.weights:
         np.testing.assert_allclose(resumed.weights[k], whole.weights[k], rtol=1e-6, atol=1e-7)
     best = max(h['value'] for h in whole.training_history)
