@@ -1,5 +1,5 @@
 """The experimental JAX backend (the candidate route to the GPU) trains and evaluates GRU4Rec,
-NextItNet, CpRec and StackRec's NextItNet and SASRec on the CPU to the C backend's numbers: same data, parameters and seeds. They differ by
+NextItNet, CpRec and StackRec's four base models on the CPU to the C backend's numbers: same data, parameters and seeds. They differ by
 float summation order and, for GRU4Rec, by the negative samples (JAX draws the sample store with its
 own generator), so losses agree within 1% and metrics within 6% on this small data."""
 import os
@@ -18,6 +18,8 @@ GRU4REC = ('loss=cross-entropy,final_act=softmax,constrained_embedding=True,laye
 NEXTITNET = 'dilated_channels=16,dilations=1/2,batch_size=64,max_len=12,n_epochs=2'
 STACKREC_NEXTITNET = 'dilated_channels=16,dilations=1/4,batch_size=64,max_len=12,n_epochs=2'
 STACKREC_SASREC = 'hidden=16,num_blocks=2,batch_size=64,max_len=12,n_epochs=2,dropout=0.1'
+STACKREC_GREC = 'dilated_channels=16,dilations=1/4,batch_size=64,max_len=12,n_epochs=2,masked_lm_prob=0.3'
+STACKREC_SSEPT = 'hidden=16,num_blocks=2,batch_size=64,max_len=12,n_epochs=2,dropout=0.1'
 CPREC = NEXTITNET + ',use_softmax_type=Block_Input_Softmax_Inference,use_parametersharing_type=adjacent-block,block=auto'
 
 
@@ -35,7 +37,9 @@ def _run(backend, *args):
                                                   ('nextitnet', NEXTITNET, ['--protocol', 'last']),
                                                   ('cprec', CPREC, ['--protocol', 'last']),
                                                   ('stackrec.nextitnet', STACKREC_NEXTITNET, ['--protocol', 'last']),
-                                                  ('stackrec.sasrec', STACKREC_SASREC, ['--protocol', 'last'])])
+                                                  ('stackrec.sasrec', STACKREC_SASREC, ['--protocol', 'last']),
+                                                  ('stackrec.grec', STACKREC_GREC, ['--protocol', 'last']),
+                                                  ('stackrec.ssept', STACKREC_SSEPT, ['--protocol', 'last'])])
 def test_jax_backend_matches_the_c_backend(tiny_files, model, params, extra):
     args = [tiny_files['train'], '-t', tiny_files['test'], '-g', model, '-ps', params, '-m', '20'] + extra
     jax_losses, jax_metrics = _run('jax', *args)

@@ -91,7 +91,9 @@ def test_paropt_tunes_cprec_on_the_paper_protocol(lastfm_files, tmp_path):
 
 @pytest.mark.parametrize('package,space', [('nextitnet', 'nextitnet_parspace.json'), ('cprec', 'cprec_parspace.json'),
                                            ('stackrec.nextitnet', 'stackrec_nextitnet_parspace.json'),
-                                           ('stackrec.sasrec', 'stackrec_sasrec_parspace.json')])
+                                           ('stackrec.sasrec', 'stackrec_sasrec_parspace.json'),
+                                           ('stackrec.grec', 'stackrec_grec_parspace.json'),
+                                           ('stackrec.ssept', 'stackrec_ssept_parspace.json')])
 def test_bundled_parameter_spaces_are_valid_for_their_models(root, package, space):
     from paropt import check_parameters
     from recsys_core.cli import model_class
