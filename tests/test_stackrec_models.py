@@ -159,3 +159,50 @@ def test_cl_stacked_deep_model_reaches_the_from_scratch_accuracy_in_fewer_steps(
              if any(h['value'] >= target - 1e-12 for h in hist)}
     assert 'stackA' in first and 'stackC' in first, first
     assert first['stackA'] < first['from_scratch'] and first['stackC'] < first['from_scratch'], first
+
+
+def test_a_killed_pipeline_resumes_with_the_same_command(tiny_data, tmp_path):
+    """SIGKILL the pipeline's process in its second stage; the same command again skips stage 1,
+    resumes stage 2 from its last checkpoint (the best checkpoint written before the kill is kept)
+    and ends in the uninterrupted pipeline's weights."""
+    import pickle
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT, cli
+    from recsys_core.trainer import BEST, LAST
+    data = write_sequences(tmp_path / 'seq.csv', tiny_data)
+
+    def command(out):
+        return ['-m', 'stackrec.pipeline', 'cl', data, '--out', out, '--blocks', '2', '--step_cap', '160',
+                '--eval_every', '20', '--patience', '100', '-ps', 'dilated_channels=8,max_len=8,batch_size=32']
+    env = dict(os.environ, RECSYS_THREAD_TUNING='0')
+    whole = cli(*command(str(tmp_path / 'whole')), env=env)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = str(tmp_path / 'killed')
+    stage2 = os.path.join(out, 'stage2')
+    proc = subprocess.Popen([sys.executable] + command(out), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    step, deadline = 0, time.time() + 600
+    while step < 60 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+        try:
+            with open(os.path.join(stage2, LAST), 'rb') as f:
+                step = pickle.load(f)['step']
+        except (OSError, EOFError, pickle.UnpicklingError):
+            continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 60 <= step < 160 and not os.path.exists(os.path.join(stage2, 'model.pkl'))  # killed inside stage 2
+    best_before = open(os.path.join(stage2, BEST), 'rb').read()
+    stage1_model = open(os.path.join(out, 'stage1', 'model.pkl'), 'rb').read()
+    again = cli(*command(out), env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'done earlier' in again.stdout and 'Resuming from' in again.stdout
+    assert open(os.path.join(out, 'stage1', 'model.pkl'), 'rb').read() == stage1_model
+    assert os.path.getsize(os.path.join(stage2, BEST)) > 0 and best_before  # the kill left a whole best checkpoint
+    a = StackNextItNet.loadmodel(os.path.join(str(tmp_path / 'whole'), 'stage2', 'model.pkl'))
+    b = StackNextItNet.loadmodel(os.path.join(stage2, 'model.pkl'))
+    for k in a.weights:
+        np.testing.assert_allclose(b.weights[k], a.weights[k], rtol=1e-5, atol=1e-6)
