@@ -10,7 +10,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from recsys_core.errors import UserError
-from recsys_core.softmax import cross_entropy_sum, log_softmax, softmax
+from recsys_core.softmax import cross_entropy, cross_entropy_sum, log_softmax, softmax
 
 DEFAULT_BLOCK = [7000, 15000]
 AUTO_SHARES = (0.8, 0.95)
@@ -80,29 +80,37 @@ def cluster_of(y, bounds):
     return c
 
 
-def block_softmax_loss(h, y, head, downs, outs, bounds, static_shapes=False):
+def block_softmax_loss(h, y, head, downs, outs, bounds, static_shapes=False, mask=None):
     """Mean over rows of -log p(y|h) under the 2-level tree; tails see only their own rows.
 
     Each tail scores only the rows whose target is in it (a data-dependent gather, as in the
     original). ``static_shapes`` (backends that compile for fixed shapes, e.g. JAX) scores every row
     in every tail instead and masks the other rows' terms out: the same loss and gradients, with
-    more arithmetic.
+    more arithmetic. ``mask`` (N,): 1 = the row counts (the mean is over those), None = every row.
     """
     b0 = bounds[0]
     c = cluster_of(y, bounds)
     y_head = pt.switch(pt.eq(c, 0), y, b0 + c - 1)
-    total = cross_entropy_sum(pt.dot(h, head), y_head)
+    if mask is None:
+        n = pt.cast(y.shape[0], h.dtype)
+        total = cross_entropy_sum(pt.dot(h, head), y_head)
+    else:
+        mask = pt.cast(mask, h.dtype)
+        n = pt.maximum(mask.sum(), 1)
+        total = cross_entropy(pt.dot(h, head), y_head, mask) * n
     for j, (U, O) in enumerate(zip(downs, outs)):
+        in_tail = pt.eq(c, j + 1)
+        if mask is not None:
+            in_tail = in_tail & pt.gt(mask, 0)
         if static_shapes:
-            in_tail = pt.eq(c, j + 1)
             y_tail = pt.clip(y - bounds[j], 0, bounds[j + 1] - bounds[j] - 1)
             logp = log_softmax(pt.dot(pt.dot(h, U), O))[pt.arange(y.shape[0]), y_tail]
             total = total - (logp * pt.cast(in_tail, h.dtype)).sum()
             continue
-        rows = pt.nonzero(pt.eq(c, j + 1))[0]
+        rows = pt.nonzero(in_tail)[0]
         z = pt.dot(pt.dot(h[rows], U), O)
         total = total + cross_entropy_sum(z, y[rows] - bounds[j])
-    return total / pt.cast(y.shape[0], h.dtype)
+    return total / n
 
 
 def block_log_probs(h, head, downs, outs, bounds):

@@ -150,11 +150,14 @@ class CpRec(NextItNet):
         return []
 
     def _train_loss(self, h, labels, extra):
-        flat, y = h.reshape((-1, h.shape[2])), labels.ravel()
+        """Mean over every position (padding targets included, as released), or with
+        padding_loss=skip over the real targets only, the only rows the softmax scores (the
+        padding class is ``pad_index``; a pre-padded file's literal pad token is an item)."""
+        flat, y, _, mask = self._scored_rows(h.reshape((-1, h.shape[2])), labels.ravel())
         if self.block_output:
             return blockwise.block_softmax_loss(flat, y, self.shared['out_head'], self._tails('out_down'),
-                                                self._tails('out_tail'), self.bounds, needs_static_shapes())
-        return cross_entropy(pt.dot(flat, self.shared['Wf']) + self.shared['bf'], y)
+                                                self._tails('out_tail'), self.bounds, needs_static_shapes(), mask)
+        return cross_entropy(pt.dot(flat, self.shared['Wf']) + self.shared['bf'], y, mask)
 
     def _log_scores(self, h_last):
         if self.block_output:

@@ -14,7 +14,7 @@ import pytensor.tensor as pt
 from recsys_core.blocks import Conv, DilatedResidualBlock, LayerNorm, apply_stack, distinct_parts, receptive_field
 from recsys_core.blocks import truncated_normal
 from recsys_core.params import KEY_PARAMS, Param, fraction, non_negative, positive, positive_list, probability
-from recsys_core.sequence_model import PAD_TOKEN, VOCABULARY, SequenceRecommender  # noqa: F401 (PAD_TOKEN: CpRec)
+from recsys_core.sequence_model import PAD_TOKEN, PADDING_LOSS, VOCABULARY, SequenceRecommender  # noqa: F401
 from recsys_core.softmax import cross_entropy
 
 from . import sampled_softmax
@@ -59,6 +59,7 @@ class NextItNet(SequenceRecommender):
         Param('tied_init', True, doc='same-shaped conv kernels start equal, as the release (op seed 1)'),
         Param('seed', 42),
         VOCABULARY,
+        PADDING_LOSS,
     ] + KEY_PARAMS
     ALIASES = {'vocab': 'vocabulary'}
 
@@ -123,13 +124,17 @@ class NextItNet(SequenceRecommender):
         return list(sampled_softmax.draw(self._rng, labels.ravel(), n, self.n_vocab))
 
     def _train_loss(self, h, labels, extra):
-        """Mean loss over every position (padding targets included, as released)."""
-        flat = h.reshape((-1, h.shape[2]))
-        y = labels.ravel()
+        """Mean loss over every position (padding targets included, as released), or with
+        padding_loss=skip over the positions with a real target, the only ones scored."""
         if self.is_negsample:
-            return sampled_softmax.sampled_softmax_loss(flat, y, self.shared['Ws'], self.shared['bs'], *extra)
+            sampled, true_logq, sampled_logq = extra
+            flat, y, (true_logq,), mask = self._scored_rows(h.reshape((-1, h.shape[2])), labels.ravel(),
+                                                            true_logq)
+            return sampled_softmax.sampled_softmax_loss(flat, y, self.shared['Ws'], self.shared['bs'], sampled,
+                                                        true_logq, sampled_logq, mask=mask)
+        flat, y, _, mask = self._scored_rows(h.reshape((-1, h.shape[2])), labels.ravel())
         logits = pt.dot(pt.maximum(flat, 0), self.shared['Wo']) + self.shared['bo']
-        return cross_entropy(logits, y)
+        return cross_entropy(logits, y, mask)
 
     def _log_scores(self, h_last):
         """Scores over the whole vocabulary for the last position (monotone in its probability)."""

@@ -59,11 +59,12 @@ def draw(rng, labels, n, vocab_size):
     return ids.astype(np.int32), true_logq, sampled_logq
 
 
-def sampled_softmax_loss(h, labels, W, b, sampled, true_logq, sampled_logq):
-    """Mean sampled-softmax loss. h: (N, C), labels/true_logq: (N,), W: (V, C), b: (V,), sampled: (S,)."""
+def sampled_softmax_loss(h, labels, W, b, sampled, true_logq, sampled_logq, mask=None):
+    """Mean sampled-softmax loss. h: (N, C), labels/true_logq: (N,), W: (V, C), b: (V,), sampled: (S,);
+    ``mask`` (N,): 1 = the row counts in the mean (None: every row)."""
     true_logit = (h * W[labels]).sum(axis=1) + b[labels] - true_logq
     sampled_logits = pt.dot(h, W[sampled].T) + b[sampled] - sampled_logq
     hits = pt.eq(labels[:, None], sampled[None, :])
     sampled_logits = pt.switch(hits, np.float32(-1e30), sampled_logits)  # accidental hits removed, as TF does
     logits = pt.concatenate([true_logit[:, None], sampled_logits], axis=1)  # the true class is column 0
-    return cross_entropy(logits, pt.zeros_like(labels))
+    return cross_entropy(logits, pt.zeros_like(labels), mask)

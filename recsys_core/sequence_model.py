@@ -11,6 +11,25 @@ e.g. sampled candidates), ``_train_hidden`` (dropout while training), ``_regular
 x[:, 1:] at every position" (GRec's masked positions, SSE-PT's user column) overrides
 ``_batch_variables``/``_batch_values`` (and ``_targets_per_row``); host-side generators beyond the
 sampler's ``_rng`` join the checkpoint through ``_host_state``/``_set_host_state``.
+
+Padding targets (:data:`PADDING_LOSS`): the releases train on every position of a left-padded
+window, padding targets included (``padding_loss=released``, the default). With
+``padding_loss=skip`` a model's ``_train_loss`` passes its flattened hidden rows and labels through
+:meth:`SequenceRecommender._scored_rows`, which keeps only the rows whose label is a real item (a
+``nonzero`` gather before the output layer, so the (N, V) logits hold real targets only); the loss
+is the mean over those, and a batch weighs its real targets in the epoch's average loss. Backends
+that compile for fixed shapes (JAX) get the same loss and gradients as a mask over every row
+instead (no saving there; a data-dependent row count would retrace for every batch).
+
+What was not done, and why. Cutting a batch's leading all-padding columns is not exact for the
+dilated causal CNNs: the padding embedding is a learned vector, while a cut column becomes the
+convolution's zero padding, so every real position whose receptive field reaches a cut column
+would change. It is exact only when at least R - 1 padding columns (R: the stack's receptive
+field) stay before each row's first item; with NextItNet's 1/4/1/4 dilations (R = 61) and windows
+of 43 or 50 that never cuts anything, and attention (SASRec) sees every key, so it is left out.
+Batches bucketed by length would change the released fixed batch order (and the batches'
+contents). The target side is where padding costs: the output layer over V classes is most of a
+step.
 """
 import numpy as np
 import pandas as pd
@@ -18,7 +37,7 @@ import pytensor.tensor as pt
 
 from gpu_ops.ranking import rank_counts, rank_counts_at, ranks_from_counts
 
-from .backend import compile_function
+from .backend import compile_function, needs_static_shapes
 from .data import TrainingEvents, session_offsets
 from .errors import UserError
 from .model import NeuralRecommender
@@ -36,6 +55,12 @@ VOCABULARY = Param('vocabulary', 'train', one_of(('train', 'all')).says('must be
                        "releases (which build them before splitting); alias vocab")
 """The vocabulary parameter every sequence model declares (``ALIASES`` gives it the name vocab,
 which is also the attribute holding the vocabulary itself)."""
+
+PADDING_LOSS = Param('padding_loss', 'released', one_of(('released', 'skip')).says('must be released or skip'),
+                     doc="'released': padding targets are scored and count in the mean loss, as the releases; "
+                         "'skip': only real targets are scored against the vocabulary (mean over them)")
+"""Whether positions whose target is the padding class are trained on (a model that declares it
+applies it through :meth:`SequenceRecommender._scored_rows` in its ``_train_loss``)."""
 
 
 class SequenceRecommender(NeuralRecommender):
@@ -156,6 +181,37 @@ class SequenceRecommender(NeuralRecommender):
     def _regularization(self):
         return 0
 
+    @property
+    def skips_padding(self):
+        """True when padding targets are left out of the loss (``padding_loss=skip``)."""
+        return getattr(self, 'padding_loss', 'released') == 'skip'
+
+    def _scored_rows(self, flat, labels, *aligned):
+        """(rows, labels, aligned, mask) of a flattened training batch that the loss scores.
+
+        ``flat``: (N, C) hidden rows, ``labels``: (N,), ``aligned``: other (N, ...) tensors that go
+        with the rows (e.g. the sampled softmax's true-class log q). padding_loss=released: all of
+        them, mask None. skip: only the rows whose label is not the padding class (a gather), mask
+        None; under backends with static shapes every row and a mask (1 = a real target) for the
+        loss's mean instead.
+        """
+        if not self.skips_padding:
+            return flat, labels, list(aligned), None
+        real = pt.neq(labels, self.pad_index)
+        if needs_static_shapes():
+            return flat, labels, list(aligned), real
+        keep = pt.nonzero(real)[0]
+        return flat[keep], labels[keep], [a[keep] for a in aligned], None
+
+    def _batch_weight(self, batch):
+        """The weight of a :class:`_Batch` in the epoch's average loss: its scored targets (every
+        label under padding_loss=released, the real ones under skip, which makes the batch's inputs
+        when the trainer asks for the batch rather than in its step: host generators draw in the
+        same order either way)."""
+        if self.skips_padding:
+            return int(np.count_nonzero(np.asarray(batch.prepared()[1]) != self.pad_index))
+        return len(batch) * self._targets_per_row()
+
     def _train_hidden(self, X, random_source):
         """The top layer while training (models with dropout draw it from ``random_source``)."""
         return self._hidden(X)
@@ -227,14 +283,14 @@ class SequenceRecommender(NeuralRecommender):
         updates = self._optimizer().updates(cost, self._trainable())
         updates.update(random_source.updates())  # dropout's generator state, advanced by every step
         step_fn = compile_function(variables + extra, cost, updates=updates)
-        positions = batch * self._targets_per_row()
 
         def batches(epoch):
             for b in range(n_batches):
-                yield rows[b * batch:(b + 1) * batch], positions
+                xb = _Batch(self, rows[b * batch:(b + 1) * batch])
+                yield xb, self._batch_weight(xb)
 
         def step(xb):
-            values, numeric_labels = self._batch_values(xb)
+            values, numeric_labels = xb.prepared()
             return float(step_fn(*values, *self._loss_feed(numeric_labels)))
 
         return TrainingPlan(self.n_epochs, step, batches, step_function=step_fn, host_state=self._host_state,
@@ -300,6 +356,24 @@ class SequenceRecommender(NeuralRecommender):
         self.vocab, self.pad_index, self.seq_len = state['vocab'], state['pad_index'], state['seq_len']
         self.weights = dict(state['weights'])
         self._set_itemidmap()
+
+
+class _Batch:
+    """One training batch: its rows (``len`` is their count) and, made once on first use by the
+    model's ``_batch_values``, the step's input values and the numeric labels."""
+
+    __slots__ = ('model', 'rows', '_prepared')
+
+    def __init__(self, model, rows):
+        self.model, self.rows, self._prepared = model, rows, None
+
+    def prepared(self):
+        if self._prepared is None:
+            self._prepared = self.model._batch_values(self.rows)
+        return self._prepared
+
+    def __len__(self):
+        return len(self.rows)
 
 
 class WindowRanker:
