@@ -1,0 +1,279 @@
+"""PeerCollab (PCRec: "Enhancing Top-N Item Recommendations by Peer Collaboration", SIGIR'22): two or
+more SASRec peers trained together, which after every epoch take knowledge from each other, layer by
+layer (LW) or weight by weight (PW); one peer is deployed.
+
+Released protocol (../shared/reference/peercollab.md, section 4), per peer k = 1..P:
+- its own seed (``seed + k - 1`` unless ``peer_seeds``) draws its initialisation and the one
+  permutation of the training rows it uses in every epoch (batches are consecutive slices, the last
+  one shorter); its own Adam state;
+- its initial rate lr * (1 + cos(pi (P - k) / P)) / 2 with ``difflr`` (P = 2: 0.5 lr and lr), and
+  with ``cos`` the per-batch cosine decay lr_g = lr_k (1 + cos(pi g / (E S))) / 2 over all E
+  epochs of S batches;
+- after epoch e (after its evaluation) every peer takes a pre-merge snapshot and peer k merges
+  with peer k-1's (peer 1 with peer P's): :func:`peercollab.cooperation.lw_merge` or
+  :func:`~peercollab.cooperation.pw_merge`. The merge runs at the first step of the next epoch,
+  so an interrupted run resumes to the same weights (a checkpoint is taken before it).
+``n_peers=1`` or ``cooperation=none`` is the single-model baseline (peers that never merge) under
+the same schedule and budget.
+
+By default the peers train in this process in lockstep (batch j of every peer, then the next).
+With ``exchange=FOLDER, peer=k, run_id=ID`` a process trains peer k only and exchanges snapshots
+with the others' processes through FOLDER (:mod:`peercollab.exchange`); the result is the same.
+
+Differences from the release: initialisation is seeded (the release's is not); the padding class
+is never recommended (the release ranks it, though it is never a target); a merge after the last
+epoch (which no evaluation sees) is not done.
+"""
+import math
+from collections import OrderedDict
+
+import numpy as np
+import pytensor.tensor as pt
+
+from recsys_core.backend import compile_function
+from recsys_core.errors import UserError
+from recsys_core.params import KEY_PARAMS, Check, Param, non_negative, one_of, positive
+from recsys_core.sequence_model import SequenceRecommender
+from recsys_core.trainer import TrainingPlan, updated_shared
+
+from . import cooperation
+from .exchange import DirectoryExchange
+from .sasrec import SASREC_PARAMS, PeerSASRec
+
+COOPERATIONS = ('lw', 'pw', 'none')
+
+PEER_PARAMS = [
+    Param('n_peers', 2, positive, doc='P: peers trained together (1: the single-model baseline)'),
+    Param('cooperation', 'lw', one_of(COOPERATIONS), doc='lw: layer-wise, pw: parameter-wise, none: independent'),
+    Param('cooperation_type', 'alllayer_entropy', one_of(cooperation.LW_TYPES + tuple(cooperation.LW_ALIASES)),
+          doc='the LW rule (alllayer_eL1norm is alllayer_L1norm)'),
+    Param('a', 30.0, doc="the gate's slope: w = b / (1 + exp(-a x)) (the README's 30)"),
+    Param('b', 1.0, positive, doc="the gate's scale (1 as released)"),
+    Param('percent', 50.0, Check(lambda v: 0 <= v <= 100, 'must be in [0, 100]'),
+          doc='PW: the weakest percent of each >= 2-D tensor is taken from the peer'),
+    Param('cos', True, doc='cosine decay of the learning rate per batch over all epochs'),
+    Param('difflr', True, doc='peer k starts at lr * (1 + cos(pi (P - k) / P)) / 2'),
+    Param('peer_seeds', [], doc='one seed per peer, e.g. 10/11 (default: seed, seed + 1, ...)'),
+    Param('deploy', 0, non_negative, doc='the peer that scores and is evaluated (0: peer P, the base-lr peer)'),
+    Param('exchange', '', doc='a folder: train one peer (peer=k) in this process, exchanging through the folder'),
+    Param('peer', 0, non_negative, doc='with exchange: the peer this process trains'),
+    Param('run_id', '', doc='with exchange: the name shared by the processes of one run'),
+    Param('exchange_timeout', 1800.0, positive, doc='with exchange: seconds to wait for a peer before failing'),
+]
+
+
+def prefix(k):
+    return 'p{}.'.format(k)
+
+
+class PeerCollab(SequenceRecommender):
+    """Peers of the release's SASRec trained together; the deployed peer scores and is saved with them."""
+
+    PARAMS = SASREC_PARAMS + PEER_PARAMS + KEY_PARAMS
+    ALIASES = {'vocab': 'vocabulary'}
+
+    def __init__(self, **kwargs):
+        self.peers = None
+        self.epoch_of_last_step = None
+        super().__init__(**kwargs)
+
+    def check_params(self, p):
+        P = p['n_peers']
+        problems = [
+            (p['hidden'] % p['num_heads'], 'hidden={} must be divisible by num_heads={}'.format(p['hidden'], p['num_heads'])),
+            (p['deploy'] > P, 'deploy={} but there are n_peers={} peers'.format(p['deploy'], P)),
+            (p['peer'] > P, 'peer={} but there are n_peers={} peers'.format(p['peer'], P)),
+            (p['peer_seeds'] and len(p['peer_seeds']) != P,
+             'peer_seeds needs one seed per peer ({} for n_peers={})'.format(len(p['peer_seeds']), P)),
+            (p['exchange'] and not p['peer'], 'exchange=FOLDER trains one peer per process: give peer=k (1..{})'.format(P)),
+            (p['peer'] and not p['exchange'], 'peer=k trains one peer of a multi-process run: give exchange=FOLDER'),
+            (p['exchange'] and (P < 2 or p['cooperation'] == 'none'),
+             'exchange needs peers that cooperate (n_peers >= 2, cooperation lw or pw)'),
+        ]
+        return next((message for bad, message in problems if bad), None)
+
+    def after_set_params(self, names, maxk, maxv, verbose):
+        self.cooperation_type = cooperation.canonical_type(self.cooperation_type)
+
+    # ----------------------------------------------------------------- peers
+    def local_peers(self):
+        """The peers this process trains: all of them, or ``peer`` in a multi-process run."""
+        return [self.peer] if self.peer else list(range(1, self.n_peers + 1))
+
+    def deployed_peer(self):
+        return self.peer or self.deploy or self.n_peers
+
+    def seed_of(self, k):
+        return int(self.peer_seeds[k - 1]) if self.peer_seeds else self.seed + k - 1
+
+    def initial_rate(self, k):
+        """Peer k's learning rate at the first batch (difflr)."""
+        if not self.difflr:
+            return self.learning_rate
+        return self.learning_rate * (1 + math.cos(math.pi * (self.n_peers - k) / self.n_peers)) / 2
+
+    def scheduled_rate(self, k, step, total_steps):
+        """Peer k's learning rate at global batch ``step`` (0-based) of ``total_steps``."""
+        rate = self.initial_rate(k)
+        return rate * (1 + math.cos(math.pi * step / total_steps)) / 2 if self.cos else rate
+
+    def source_of(self, k):
+        """The peer whose snapshot peer k merges with: k - 1, and peer 1 takes peer P's."""
+        return k - 1 if k > 1 else self.n_peers
+
+    def _peer_model(self, k):
+        params = {p.name: getattr(self, p.name) for p in PeerSASRec.PARAMS}
+        model = PeerSASRec(**dict(params, seed=self.seed_of(k)))
+        model.vocab, model.pad_index, model.seq_len = self.vocab, self.pad_index, self.seq_len
+        model._set_itemidmap()
+        return model
+
+    def _init_weights(self):
+        weights = OrderedDict()
+        for k in self.local_peers():
+            weights.update((prefix(k) + name, v) for name, v in self._peer_model(k)._init_weights().items())
+        return weights
+
+    def _make_shared(self):
+        """Shared variables of every local peer, and peer models that score through them."""
+        super()._make_shared()
+        self.peers = OrderedDict()
+        for k in self.local_peers():
+            model = self._peer_model(k)
+            model.shared = OrderedDict((n[len(prefix(k)):], v) for n, v in self.shared.items()
+                                       if n.startswith(prefix(k)))
+            model.weights = OrderedDict((n, None) for n in model.shared)
+            self.peers[k] = model
+        self._sync_peer_weights()
+
+    def _sync_weights(self):
+        super()._sync_weights()
+        self._sync_peer_weights()
+
+    def _sync_peer_weights(self):
+        for k, model in (self.peers or {}).items():
+            model.weights = OrderedDict((n, self.weights[prefix(k) + n]) for n in model.shared)
+
+    def peer_model(self, k=None):
+        """Peer k (default: the deployed one) as a SASRec model sharing this model's weights."""
+        self.check_trained()
+        if self.shared is None:
+            self._make_shared()
+        k = k or self.deployed_peer()
+        if k not in self.peers:
+            raise UserError('This model holds peer(s) {}, not peer {}'.format(', '.join(map(str, self.peers)), k))
+        return self.peers[k]
+
+    # ----------------------------------------------------------------- scoring: the deployed peer's
+    def rank_last_items(self, histories, targets, mode, max_cut, cut_offs=None):
+        return self.peer_model().rank_last_items(histories, targets, mode, max_cut, cut_offs=cut_offs)
+
+    def session_ranker(self, batch_size, mode='standard', items=None):
+        return self.peer_model().session_ranker(batch_size, mode, items)
+
+    def _history_scores(self, histories):
+        return self.peer_model()._history_scores(histories)
+
+    def _describe(self):
+        return '; {} peer(s), cooperation {}'.format(self.n_peers, self._cooperation_text())
+
+    def _cooperation_text(self):
+        if self.n_peers < 2 or self.cooperation == 'none':
+            return 'none'
+        if self.cooperation == 'pw':
+            return 'pw (percent {:g})'.format(self.percent)
+        return 'lw {} (a {:g})'.format(self.cooperation_type, self.a)
+
+    # ----------------------------------------------------------------- training
+    def cooperates(self):
+        return self.n_peers > 1 and self.cooperation != 'none'
+
+    def merge(self, own, peer):
+        """Own weights after taking from a peer's snapshot (ordered dicts of arrays, SASRec order)."""
+        if self.cooperation == 'lw':
+            return cooperation.lw_merge(own, peer, self.cooperation_type, self.a, self.b)[0]
+        return cooperation.pw_merge(own, peer, self.percent)
+
+    def _cooperate(self, epoch, exchange):
+        """Every local peer merges with its source peer's snapshot taken after ``epoch``."""
+        snapshots = {k: self.peers[k].weight_values() for k in self.local_peers()}
+        if exchange is not None:
+            k, source = self.peer, self.source_of(self.peer)
+            exchange.publish(k, epoch, snapshots[k])
+            snapshots[source] = self._checked_snapshot(exchange.receive(source, epoch, k), snapshots[k], source)
+            reader = k + 1 if k < self.n_peers else 1
+            if exchange.has(reader, epoch):  # the peer that reads k's snapshots is past the older ones
+                exchange.discard(k, epoch)
+        for k in self.local_peers():
+            merged = self.merge(snapshots[k], snapshots[self.source_of(k)])
+            for name, value in merged.items():
+                self.peers[k].shared[name].set_value(value)
+
+    @staticmethod
+    def _checked_snapshot(received, own, source):
+        bad = [n for n in own if n not in received or np.shape(received[n]) != own[n].shape]
+        if bad:
+            raise UserError('The weights peer {} sent do not fit this peer ({}): do both processes have the same '
+                            'parameters and data?'.format(source, bad[0]))
+        return OrderedDict((n, np.asarray(received[n], dtype=own[n].dtype)) for n in own)
+
+    def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None, max_batches=None,
+            vocab_data=None, vocabulary_of=None):
+        """Train every local peer (see the module docstring); max_batches caps each epoch's batches."""
+        return super().fit(data, verbose=verbose, training=training, max_batches=max_batches,
+                           vocab_data=vocab_data, vocabulary_of=vocabulary_of)
+
+    def _training_plan(self, data, verbose, max_batches=None, vocab_data=None, vocabulary_of=None):
+        rows = self._training_rows(data, verbose, vocab_data if self.vocabulary == 'all' else None, vocabulary_of)
+        exchange = DirectoryExchange(self.exchange, self.run_id, self.exchange_timeout) if self.exchange else None
+        self.weights = self._init_weights()
+        self._make_shared()
+        local = self.local_peers()
+        steps = OrderedDict()
+        for k in local:
+            rate = pt.fscalar('learning_rate')
+            X, cost, updates = self.peers[k].training_step(rate)
+            steps[k] = compile_function([X, rate], cost, updates=updates)
+        batch = min(self.batch_size, len(rows))
+        n_batches = -(-len(rows) // batch)
+        if max_batches is not None:
+            n_batches = min(n_batches, max_batches)
+        total_steps = max(1, self.n_epochs * n_batches)
+        orders = {k: np.random.RandomState(self.seed_of(k)).permutation(len(rows)) for k in local}
+        if verbose:
+            for k in local:
+                print('Peer {}: seed {}, learning rate {:g}{}'.format(
+                    k, self.seed_of(k), self.initial_rate(k), ' (cosine decay over {} steps)'.format(total_steps)
+                    if self.cos else ''))
+        if exchange is not None and verbose:
+            print('Peer {} of {} exchanging through {} (run {})'.format(self.peer, self.n_peers, self.exchange,
+                                                                     self.run_id))
+
+        def batches(epoch):
+            for j in range(n_batches):
+                part = {k: rows[orders[k][j * batch:(j + 1) * batch]] for k in local}
+                yield _PeerBatch(epoch, j, part), len(part[local[0]]) * (self.seq_len - 1)
+
+        def step(b):
+            if b.index == 0 and b.epoch > 0 and self.cooperates():
+                self._cooperate(b.epoch - 1, exchange)
+            g = b.epoch * n_batches + b.index
+            self.epoch_of_last_step = b.epoch
+            losses = [float(steps[k](b.rows[k], np.float32(self.scheduled_rate(k, g, total_steps)))) for k in local]
+            return float(np.mean(losses))
+
+        state = [v for fn in steps.values() for v in updated_shared(fn)]
+        return TrainingPlan(self.n_epochs, step, batches, state=state, finish=self._sync_weights,
+                            step_function=steps[local[0]])
+
+
+class _PeerBatch:
+    """Batch ``index`` of ``epoch``: every local peer's rows (its own permutation)."""
+
+    __slots__ = ('epoch', 'index', 'rows')
+
+    def __init__(self, epoch, index, rows):
+        self.epoch, self.index, self.rows = epoch, index, rows
+
+    def __len__(self):
+        return len(next(iter(self.rows.values())))

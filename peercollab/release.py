@@ -1,0 +1,189 @@
+"""The released PeerCollab protocol as one command: the leave-one-out split of a user-sequence file,
+the peers trained together, every peer evaluated on the test set after every epoch (before the
+merge), and each metric's best over the epochs per peer, as the release's "Best" lines report.
+
+    python -m peercollab.release DATA.csv --out DIR [-ps PARAMS] [--processes]
+
+PARAMS are peercollab's (e.g. ``cooperation=pw,percent=50`` or ``n_peers=1`` for the baseline);
+the vocabulary covers the whole file, as released. Without --processes the peers run in this
+process in lockstep (DIR/last.ckpt, DIR/best.model by the deployed peer's MRR@5). With
+--processes one process per peer runs this command with --peer k (logs DIR/peerK.log, checkpoints
+DIR/peerK/), exchanging through DIR/exchange; if one stops, the others are stopped and their
+checkpoints kept. Either way, DIR/summary.json holds every peer's per-epoch metrics and bests, and
+running the same command again resumes an interrupted run.
+"""
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+from recsys_core.atomic import write_text_atomic
+from recsys_core.cli import run_main
+from recsys_core.errors import UserError
+
+CUT_OFFS = (5, 20)
+METRICS = ('mrr', 'hr', 'ndcg')
+RELEASE_NAMES = {'mrr': 'MRR', 'hr': 'Hit', 'ndcg': 'NDCG'}
+
+
+def split_events(path, max_len, min_distinct=None):
+    """(training events, test events) of the release's split of a user-sequence file."""
+    from .split import default_min_distinct, leave_one_out, read_user_sequences, sequence_events
+    min_distinct = default_min_distinct(path) if min_distinct is None else min_distinct
+    train, _valid, test = leave_one_out(read_user_sequences(path), max_len, min_distinct)
+    return sequence_events(train), sequence_events(test)
+
+
+class PeerEvaluator:
+    """The trainer's evaluator: every local peer on the test set (HR/MRR/NDCG@5,20); the deployed
+    peer's MRR@5 is the value the trainer keeps best.model by. The history (peer -> epoch ->
+    metrics) is kept in ``history_path`` so that a resumed run reports the epochs before it."""
+
+    def __init__(self, test, history_path=None, verbose=True):
+        self.test, self.path, self.verbose = test, history_path, verbose
+        self.history = {}
+        if history_path and os.path.isfile(history_path):
+            with open(history_path) as f:
+                self.history = {int(k): {int(e): m for e, m in v.items()} for k, v in json.load(f).items()}
+
+    def __call__(self, model):
+        from recsys_core.evaluation import evaluate
+        epoch = model.epoch_of_last_step + 1
+        for k in model.local_peers():
+            res = evaluate(model.peer_model(k), self.test, protocol='last', cut_off=list(CUT_OFFS), verbose=False)
+            metrics = {'{}@{}'.format(m, c): float(res.value(m, c)) for m in METRICS for c in CUT_OFFS}
+            self.history.setdefault(k, {})[epoch] = metrics
+            if self.verbose:
+                print('peer {} epoch {}: {}'.format(k, epoch, ' '.join('{} {:.4f}'.format(n, v)
+                                                                        for n, v in metrics.items())))
+                print('peer {} {}'.format(k, self.best_line(k)))
+        if self.path:
+            write_text_atomic(self.path, json.dumps(self.history))
+        return self.history[model.deployed_peer()][epoch]['mrr@5']
+
+    def best(self, k):
+        """Each metric's best over the epochs (maxed independently, as released)."""
+        epochs = self.history.get(k, {}).values()
+        return {name: max(m[name] for m in epochs) for name in next(iter(epochs))} if epochs else {}
+
+    def best_line(self, k):
+        best = self.best(k)
+        return ' '.join('Best {}_{}: {:.4f}'.format(RELEASE_NAMES[m], c, best['{}@{}'.format(m, c)])
+                        for m in METRICS for c in CUT_OFFS)
+
+    def summary(self):
+        return {'peer {}'.format(k): {'best': self.best(k), 'epochs': {str(e): m for e, m in sorted(v.items())}}
+                for k, v in sorted(self.history.items())}
+
+
+def train(params, train_events, test_events, folder, verbose=True, max_batches=None):
+    """Fit a PeerCollab on the split with every peer evaluated per epoch; checkpoints in ``folder``."""
+    from recsys_core.trainer import TrainingOptions
+    from .model import PeerCollab
+    model = PeerCollab(**dict(params, vocabulary='all'))
+    os.makedirs(folder, exist_ok=True)
+    evaluator = PeerEvaluator(test_events, os.path.join(folder, 'history.json'), verbose)
+    options = TrainingOptions(evaluator=evaluator, restore_best=False, checkpoint=folder, metric='mrr', cut_off=5,
+                              protocol='last')
+    model.fit(train_events, verbose=verbose, training=options, vocab_data=test_events, max_batches=max_batches)
+    model.savemodel(os.path.join(folder, 'model.pkl'))
+    summary = evaluator.summary()
+    write_text_atomic(os.path.join(folder, 'summary.json'), json.dumps(summary, indent=1))
+    return model, evaluator
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description='The released PeerCollab protocol: split, peers, per-epoch tests.')
+    p.add_argument('data', metavar='DATA', help='user-sequence file (one user per line, items comma-separated)')
+    p.add_argument('--out', required=True, metavar='DIR', help='folder of checkpoints, logs and summary.json')
+    p.add_argument('-ps', '--parameter_string', metavar='PARAMS', help='peercollab parameters, e.g. cooperation=pw')
+    p.add_argument('--min_distinct', type=int, default=None, help="(Default: 4 if the path contains 'retail', else 0)")
+    p.add_argument('--processes', action='store_true', help='one process per peer, exchanging through DIR/exchange')
+    p.add_argument('--peer', type=int, default=0, help=argparse.SUPPRESS)   # set by --processes
+    p.add_argument('--run_id', default='', help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from recsys_core import backend
+    from recsys_core.params import parse_param_string
+    from .model import PeerCollab
+    params = dict(parse_param_string(args.parameter_string)) if args.parameter_string else {}
+    if {'exchange', 'peer', 'run_id'} & set(params):
+        raise UserError('exchange, peer and run_id are set by --processes; leave them out of -ps')
+    model = PeerCollab(**params)  # parameters checked before anything is read or written
+    if not os.path.isfile(args.data):
+        raise UserError('Data file not found: {}'.format(args.data))
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError('Output folder is a file: {}'.format(args.out))
+    if args.processes:
+        return launch(args, model)
+    backend.configure(None, verbose=True)
+    train_events, test_events = split_events(args.data, model.max_len or 100, args.min_distinct)
+    folder = args.out
+    if args.peer:
+        params = dict(params, exchange=os.path.join(args.out, 'exchange'), peer=args.peer, run_id=args.run_id)
+        folder = os.path.join(args.out, 'peer{}'.format(args.peer))
+    _, evaluator = train(params, train_events, test_events, folder)
+    for k in sorted(evaluator.history):
+        print('peer {} {}'.format(k, evaluator.best_line(k)))
+    return 0
+
+
+def _run_id(out, n_peers):
+    """The run's id: kept while any peer has a checkpoint to resume from, else a new one."""
+    path = os.path.join(out, 'run_id')
+    resumable = any(os.path.isfile(os.path.join(out, 'peer{}'.format(k), 'last.ckpt')) for k in range(1, n_peers + 1))
+    if resumable and os.path.isfile(path):
+        with open(path) as f:
+            return f.read().strip()
+    run_id = secrets.token_hex(6)
+    write_text_atomic(path, run_id + '\n')
+    return run_id
+
+
+def launch(args, model):
+    """Run every peer in its own process; if one fails, stop the others (their checkpoints stay)."""
+    os.makedirs(args.out, exist_ok=True)
+    run_id = _run_id(args.out, model.n_peers)
+    base = [sys.executable, '-m', 'peercollab.release', args.data, '--out', args.out, '--run_id', run_id]
+    if args.parameter_string:
+        base += ['-ps', args.parameter_string]
+    if args.min_distinct is not None:
+        base += ['--min_distinct', str(args.min_distinct)]
+    procs = {}
+    for k in range(1, model.n_peers + 1):
+        log = open(os.path.join(args.out, 'peer{}.log'.format(k)), 'w')
+        procs[k] = (subprocess.Popen(base + ['--peer', str(k)], stdout=log, stderr=subprocess.STDOUT), log)
+        print('peer {}: process {} (log {})'.format(k, procs[k][0].pid, log.name))
+    failed = None
+    while failed is None and any(p.poll() is None for p, _ in procs.values()):
+        failed = next((k for k, (p, _) in procs.items() if p.poll() not in (None, 0)), None)
+        time.sleep(0.2)
+    failed = failed or next((k for k, (p, _) in procs.items() if p.returncode != 0), None)
+    for p, log in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait()
+        log.close()
+    if failed is not None:
+        raise UserError('peer {} stopped with status {} (see {}); the other peers were stopped, every checkpoint is '
+                        'kept: run the same command again to resume'.format(
+                            failed, procs[failed][0].returncode, os.path.join(args.out, 'peer{}.log'.format(failed))))
+    summary = {}
+    for k in range(1, model.n_peers + 1):
+        with open(os.path.join(args.out, 'peer{}'.format(k), 'summary.json')) as f:
+            summary.update(json.load(f))
+    write_text_atomic(os.path.join(args.out, 'summary.json'), json.dumps(summary, indent=1))
+    for name, entry in sorted(summary.items()):
+        print('{} best: {}'.format(name, ' '.join('{} {:.4f}'.format(m, v) for m, v in entry['best'].items())))
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -1,0 +1,49 @@
+"""The SASRec each PeerCollab peer is (reference section 2): StackRec's SASRec without its ReZero
+scales and input LayerNorm, which is the release's block stack (no attention output projection,
+post-LN, FFN width d, separate output layer with a bias, full-softmax cross-entropy over every
+position, padding targets included), with PeerCollab's defaults (d 256, 2 blocks, 1 head,
+dropout 0, batch 128, max_len 100, PyTorch's Adam at lr 1e-3).
+
+What differs from StackRec's class is the optimizer's learning rate: a scalar input of the
+training step, so the host feeds the cosine schedule and each peer's own rate (difflr) per batch.
+"""
+import pytensor.tensor as pt
+
+from recsys_core.optim import DenseAdam
+from recsys_core.params import KEY_PARAMS, Param, non_negative, positive, probability
+from recsys_core.randomness import RandomSource
+from recsys_core.sequence_model import VOCABULARY
+from stackrec.sasrec import SASRec
+
+SASREC_PARAMS = [
+    Param('hidden', 256, positive, doc='d: embedding and block width (the paper: 64 on Retailrocket)'),
+    Param('num_blocks', 2, positive),
+    Param('num_heads', 1, positive),
+    Param('dropout', 0.0, probability),
+    Param('learning_rate', 0.001, positive, doc="the base rate (the peers' with difflr: lr * (1 + cos(pi (P-k)/P)) / 2)"),
+    Param('batch_size', 128, positive),
+    Param('n_epochs', 200, non_negative),
+    Param('max_len', 100, non_negative, doc='sequence length T (rows of T items: T-1 inputs); 0 = the longest'),
+    Param('seed', 10, doc='peer k draws its initialisation and its one data permutation from seed + k - 1'),
+    VOCABULARY,
+]
+
+
+class PeerSASRec(SASRec):
+    """One peer: the release's SASRec. Trained by :class:`peercollab.model.PeerCollab`, which wires
+    its vocabulary and shared variables; as a model it scores, ranks and is evaluated like any."""
+
+    PARAMS = SASREC_PARAMS + KEY_PARAMS
+    rezero = False            # the release has no branch scales ...
+    input_layer_norm = False  # ... and no LayerNorm on the input
+    beta1 = 0.9               # PyTorch's Adam defaults (the release ignores --beta1)
+
+    def training_step(self, learning_rate):
+        """(symbolic row matrix X, cost, updates) of one step; ``learning_rate`` a symbolic scalar."""
+        X = pt.imatrix('X')
+        random_source = RandomSource(self.seed + 2)
+        h = self._train_hidden(X[:, :-1], random_source)
+        cost = self._train_loss(h, X[:, 1:], [])
+        updates = DenseAdam(learning_rate, self.beta1, torch_epsilon=True).updates(cost, self._trainable())
+        updates.update(random_source.updates())
+        return X, cost, updates
