@@ -5,8 +5,15 @@ its own fused Op (gpu_ops.sampled_loss, reference gru4rec.losses), with its fina
 All forms shift by the row maximum before exponentiating (stable for any finite logits).
 ``mask`` arguments (1 = counts, 0 = ignored) leave positions out of a mean, e.g. padding targets
 where a release does not train on them.
+
+With the custom Ops on (the C backend's default), :func:`cross_entropy` and
+:func:`cross_entropy_sum` are one fused Op (gpu_ops.softmax_xent: loss and gradient in one pass
+over each row, in C); otherwise, e.g. under JAX, the composition below.
 """
 import pytensor.tensor as pt
+
+import gpu_ops
+from gpu_ops.softmax_xent import softmax_cross_entropy
 
 
 def log_softmax(z):
@@ -30,6 +37,8 @@ def label_log_probs(logits, labels):
 
 def cross_entropy(logits, labels, mask=None):
     """Mean softmax cross-entropy of integer labels (over the rows where ``mask`` is 1)."""
+    if gpu_ops.custom_ops_enabled():
+        return softmax_cross_entropy(logits, labels, mask, mean=True)
     nll = -label_log_probs(logits, labels)
     if mask is None:
         return nll.mean()
@@ -39,4 +48,6 @@ def cross_entropy(logits, labels, mask=None):
 
 def cross_entropy_sum(logits, labels):
     """Summed softmax cross-entropy of integer labels."""
+    if gpu_ops.custom_ops_enabled():
+        return softmax_cross_entropy(logits, labels, None, mean=False)
     return -label_log_probs(logits, labels).sum()

@@ -51,11 +51,13 @@ class TrainingPlan:
     state: shared variables to checkpoint (default: those ``step_function`` updates);
     host_state()/set_host_state(s): host-side state that changes between steps; finish(): called
     once after the last step (the model copies its trained values out of the shared variables).
+    ``step_function``: the compiled step, kept for inspection (profiles, benchmarks, the test that
+    no Op of a training step runs in Python).
     """
 
     def __init__(self, n_epochs, step, batches, state=(), host_state=None, set_host_state=None, finish=None,
                  step_function=None):
-        self.n_epochs, self.step, self.batches = n_epochs, step, batches
+        self.n_epochs, self.step, self.batches, self.step_function = n_epochs, step, batches, step_function
         self.state = list(state) if state else (updated_shared(step_function) if step_function is not None else [])
         self._host_state, self._set_host_state, self._finish = host_state, set_host_state, finish
 

@@ -104,6 +104,21 @@ def test_row_reductions_match_reference_with_gradient():
         np.testing.assert_allclose(c, r, rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_row_reductions_c_code_matches_perform(dtype):
+    x = pt.matrix('x', dtype=dtype)
+    c, py = c_and_python([x], [gpu_ops.row_sum(x), gpu_ops.row_max_shift(x)])
+    a = np.random.RandomState(5).randn(300, 700).astype(dtype) * 5  # enough work for the C loop's threads
+    a[3] = -1e30
+    for got, want in zip(c(a), py(a)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(c(a)[1], a.max(axis=1))
+    empty_sum = pytensor.function([x], gpu_ops.row_sum(x), mode=compile_mode())(a[:, :0])
+    assert empty_sum.shape == (300,) and not empty_sum.any()
+    with pytest.raises(ValueError, match='empty row'):
+        pytensor.function([x], gpu_ops.row_max_shift(x), mode=compile_mode())(a[:, :0])
+
+
 @pytest.mark.parametrize('set_mode', [False, True])
 def test_row_scatter_matches_numpy_including_duplicates(set_mode):
     x = pt.matrix('x', dtype='float32')
@@ -218,8 +233,9 @@ def c_and_python(inputs, outputs):
     from gpu_ops.softmax import RowSoftmax
     from gpu_ops.flat_loops import FlatElemwise
     from gpu_ops.columns import ScoreColumns, ScoreColumnsGrad
+    from gpu_ops.reductions import RowMax, RowSum
     custom = (SampledLoss, SparseAdagrad, RowScatter, RowGather, Contiguous, UniqueInverse, SearchSorted, RowSoftmax,
-              FlatElemwise, ScoreColumns, ScoreColumnsGrad)
+              FlatElemwise, ScoreColumns, ScoreColumnsGrad, RowSum, RowMax)
     ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
                 if isinstance(node.op, custom)]
     assert ran_as_c and all(ran_as_c)
