@@ -10,6 +10,11 @@ reported; compilation is excluded). Inference: the last-item ranking of 1024 tes
 256 and at batch 1 (per-sequence latency); Block_Input_Softmax ranks against the whole block
 distribution, the _Inference variant computes only the fast top-20 (released pruning rule, and the
 exact rule). Also the float32 GEMM rate, to relate throughput to the hardware.
+
+    python benchmarks/sequence_models_speed.py --bound [--threads 1,2] [--batches 30]
+
+runs instead the step-time-against-GEMM-bound measurement of NextItNet and CpRec
+(benchmarks/step_bound.py says what it counts).
 """
 import argparse
 import os
@@ -33,12 +38,19 @@ def gemm_gflops(n=1024, repeats=20):
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument('--bound', action='store_true', help='step time against the GEMM bound (benchmarks/step_bound.py)')
+    p.add_argument('--threads', default='1,2', help='with --bound: thread counts, comma-separated')
     p.add_argument('--items', type=int, default=70000)
     p.add_argument('--channels', type=int, default=128)
     p.add_argument('--batches', type=int, default=12)
     p.add_argument('--sessions', type=int, default=40000)
     p.add_argument('--zipf', type=float, default=0.8)
     args = p.parse_args()
+    if args.bound:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import step_bound
+        step_bound.main([int(t) for t in args.threads.split(',')], args.batches)
+        return
     from recsys_core import backend
     backend.configure('cpu')
     from cprec import CpRec
@@ -63,7 +75,9 @@ def main():
         for rule in rules:
             if rule:
                 model.inference_rule = rule
-            model.rank_last_items(histories[:8], targets[:8], 'standard', 20)  # compile
+            t0 = time.perf_counter()
+            model.rank_last_items(histories[:8], targets[:8], 'standard', 20)  # compiles the ranking function
+            compile_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             ranks = model.rank_last_items(histories, targets, 'standard', 20)
             batch_ms = (time.perf_counter() - t0) / len(histories) * 1e3
@@ -73,7 +87,8 @@ def main():
                 model.rank_last_items([h], t[None], 'standard', 20)
             single_ms = (time.perf_counter() - t0) / 100 * 1e3
             rows.append((softmax + ('/' + rule if rule else ''), counts['total'], model.uncompressed_parameters(),
-                         sec, 128 / sec, batch_ms, single_ms, np.mean(ranks <= 20), tails, model.n_vocab))
+                         sec, 128 / sec, batch_ms, single_ms, np.mean(ranks <= 20), tails, model.n_vocab, compile_s,
+                         len(histories)))
     print('vocabulary {} ids, boundaries {}'.format(rows[-1][9], model.bounds))
     print('{:<40} {:>12} {:>8} {:>10} {:>10} {:>12} {:>12} {:>8}'.format(
         'softmax', 'parameters', 'compr.', 's/batch', 'seq/s', 'ms/seq@256', 'ms/seq@1', 'HR@20'))
@@ -82,6 +97,10 @@ def main():
         print('{:<40} {:>12,} {:>7.2f}x {:>10.3f} {:>10.0f} {:>12.3f} {:>12.2f} {:>8.4f}{}'.format(
             r[0], r[1], r[2] / r[1], r[3], r[4], r[5], r[6], r[7],
             '' if r[8] is None else '  rows of {} that computed each tail: {}'.format(len(histories), r[8])))
+    for r in rows:
+        print('{}: last-item evaluation {:.0f} test sequences/s at batch 256 against {} items (one compiled '
+              'function streams the batches; its compilation, {:.1f} s, not included)'.format(
+                  r[0], 1e3 / r[5], r[9], r[10]))
     for r in rows[1:]:
         print('{} vs FullSoftmax: training {:.2f}x faster, inference {:.2f}x (batch 256) / {:.2f}x (batch 1)'.format(
             r[0], base[3] / r[3], base[5] / r[5], base[6] / r[6]))

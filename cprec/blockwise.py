@@ -9,6 +9,7 @@ product for every position and a tail product only for the positions whose label
 import numpy as np
 import pytensor.tensor as pt
 
+from gpu_ops.nonzero import flat_nonzero
 from recsys_core.errors import UserError
 from recsys_core.softmax import cross_entropy, cross_entropy_sum, log_softmax, softmax
 
@@ -107,7 +108,7 @@ def block_softmax_loss(h, y, head, downs, outs, bounds, static_shapes=False, mas
             logp = log_softmax(pt.dot(pt.dot(h, U), O))[pt.arange(y.shape[0]), y_tail]
             total = total - (logp * pt.cast(in_tail, h.dtype)).sum()
             continue
-        rows = pt.nonzero(in_tail)[0]
+        rows = flat_nonzero(in_tail)
         z = pt.dot(pt.dot(h[rows], U), O)
         total = total + cross_entropy_sum(z, y[rows] - bounds[j])
     return total / n

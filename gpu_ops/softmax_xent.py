@@ -29,9 +29,13 @@ _ROW_LOOPS = '''
 // One row's softmax cross-entropy: returns nll and writes (p - onehot(y)) * scale into g.
 template <typename T>
 static inline double sx_row(const T* __restrict__ z, T* __restrict__ g, ptrdiff_t V, ptrdiff_t y, T scale) {
+    // ``omp simd`` (compiled with -fopenmp-simd): gcc does not vectorise these reductions by
+    // itself under -fno-finite-math-only (measured: the max pass alone took 3.5x longer)
     T m = z[0];
+    #pragma omp simd reduction(max:m)
     for (ptrdiff_t j = 1; j < V; ++j) m = z[j] > m ? z[j] : m;
     T s = 0;
+    #pragma omp simd reduction(+:s)
     for (ptrdiff_t j = 0; j < V; ++j) { const T e = std::exp(z[j] - m); g[j] = e; s += e; }
     const T k = scale / s;
     for (ptrdiff_t j = 0; j < V; ++j) g[j] *= k;
@@ -171,6 +175,9 @@ class SoftmaxCrossEntropy(ParallelLoops, COp):
 
     def c_headers(self, **kwargs):
         return ['<cmath>', '<cstddef>']
+
+    def c_compile_args(self, **kwargs):
+        return super().c_compile_args(**kwargs) + ['-fopenmp-simd']
 
     def c_code_cache_version(self):
         return source_version(SoftmaxCrossEntropy.c_code, _ROW_LOOPS, PARALLEL_C)

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 
+from gpu_ops.nonzero import flat_nonzero
 from gpu_ops.ranking import rank_counts, rank_counts_at, ranks_from_counts
 
 from .backend import compile_function, needs_static_shapes
@@ -200,7 +201,7 @@ class SequenceRecommender(NeuralRecommender):
         real = pt.neq(labels, self.pad_index)
         if needs_static_shapes():
             return flat, labels, list(aligned), real
-        keep = pt.nonzero(real)[0]
+        keep = flat_nonzero(real)
         return flat[keep], labels[keep], [a[keep] for a in aligned], None
 
     def _batch_weight(self, batch):

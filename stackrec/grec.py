@@ -84,7 +84,10 @@ class GRec(StackNextItNet):
         X, prev, labels = pt.imatrix('X'), pt.imatrix('masked_prev'), pt.imatrix('masked_labels')
 
         def select(h):
-            return h[pt.arange(h.shape[0])[:, None], prev]   # (B, m, C)
+            # (B, m, C): one flat row gather (C code forward and backward; a 2-d fancy index's
+            # gradient runs in Python)
+            flat = (pt.arange(h.shape[0])[:, None] * h.shape[1] + prev).ravel()
+            return h.reshape((-1, h.shape[2]))[flat].reshape((prev.shape[0], prev.shape[1], h.shape[2]))
         return [X, prev, labels], X, labels, select
 
     def _batch_values(self, rows):

@@ -1,0 +1,112 @@
+"""How close a sequence model's training step runs to its matrix products (issue 21, item 3).
+
+For NextItNet and CpRec (FullSoftmax and Block_Input_Softmax) at the issue's sizes (C = 64,
+dilations 1/4/1/4, batch 80, windows of 43, about 4,090 items), in one run and for each thread
+count: the mean step time (second epoch, compilation excluded), the FLOPs of the step's matrix
+products (counted from the model's weight shapes: every GEMM forward, plus the two of its backward
+pass), the GEMM rate of this machine through the same BLAS and threads (a PyTensor 1024^3 float32
+product), and the ratio bound / step (1.0 = the step costs only its products at peak rate).
+
+    python benchmarks/sequence_models_speed.py --bound [--threads 1,2] [--batches 30]
+
+Each thread count runs in its own process (OMP_NUM_THREADS, the thread tuner off).
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CASES = {
+    'NextItNet': ('nextitnet', dict()),
+    'CpRec FullSoftmax': ('cprec', dict(use_softmax_type='FullSoftmax')),
+    'CpRec Block_Input_Softmax': ('cprec', dict(use_softmax_type='Block_Input_Softmax', block='auto',
+                                                use_embedding_type_factor=4)),
+}
+COMMON = dict(dilated_channels=64, dilations=[1, 4, 1, 4], batch_size=80, max_len=43, n_epochs=2)
+
+
+def pytensor_gemm_gflops(n=1024, repeats=20):
+    import pytensor.tensor as pt
+    from recsys_core.backend import compile_function
+    a, b = pt.matrix('a'), pt.matrix('b')
+    f = compile_function([a, b], pt.dot(a, b))
+    x, y = np.random.rand(n, n).astype('float32'), np.random.rand(n, n).astype('float32')
+    f(x, y)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        f(x, y)
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def step_gemm_flops(model, labels):
+    """FLOPs of one step's matrix products: 3 x forward (the backward pass has two per GEMM)."""
+    P = labels.size  # scored positions (every position of the window, as released)
+    C, k = model.dilated_channels, model.kernel_size
+    fwd = len(model.dilations) * 2 * (2 * P * k * C * C)  # two dilated convolutions per residual block
+    shapes = {name: np.shape(v) for name, v in model.weights.items()}
+    if getattr(model, 'block_input', False):  # each tail's up-projection runs on every position
+        fwd += sum(2 * P * s[0] * s[1] for n, s in shapes.items() if n.startswith('in_proj'))
+    if getattr(model, 'block_output', False):  # the head on every row, tail j on the rows of its targets
+        bounds, y = model.bounds, labels.ravel()
+        fwd += 2 * P * C * shapes['out_head'][1]
+        for j in range(len(bounds) - 1):
+            rows = int(((y >= bounds[j]) & (y < bounds[j + 1])).sum())
+            down, tail = shapes['out_down{}'.format(j + 1)], shapes['out_tail{}'.format(j + 1)]
+            fwd += 2 * rows * (down[0] * down[1] + tail[0] * tail[1])
+    else:
+        fwd += 2 * P * C * model.n_vocab
+    return 3 * fwd
+
+
+def child(batches):
+    from recsys_core import backend
+    backend.configure('cpu')
+    from recsys_core.cli import model_class
+    from recsys_core.synthetic import generate_sessions
+    data = generate_sessions(n_items=4500, n_sessions=12000, seed=3, mean_length=20, zipf=0.8)
+    gflops = pytensor_gemm_gflops()
+    out = {'threads': int(os.environ.get('OMP_NUM_THREADS', '0')), 'gemm_gflops': gflops, 'models': []}
+    for name, (package, params) in CASES.items():
+        model = model_class(package)(**COMMON, **params)
+        model.fit(data, verbose=False, max_batches=batches)
+        stats = model.epoch_stats[-1]
+        step = stats['seconds'] / stats['minibatches']
+        rows = model._training_rows(data, verbose=False)
+        labels = rows[:model.batch_size, 1:]
+        flops = step_gemm_flops(model, labels)
+        out['models'].append(dict(name=name, vocabulary=int(model.n_vocab), step_s=step, gflop=flops / 1e9,
+                                  bound_s=flops / 1e9 / gflops, ratio=flops / 1e9 / gflops / step))
+    out['gemm_gflops_after'] = pytensor_gemm_gflops()
+    print('RESULT ' + json.dumps(out))
+
+
+def main(threads=(1, 2), batches=30):
+    results = []
+    for n in threads:
+        env = dict(os.environ, OMP_NUM_THREADS=str(n), OPENBLAS_NUM_THREADS=str(n), RECSYS_THREAD_TUNING='0')
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', str(batches)], env=env, cwd=ROOT,
+                              capture_output=True, text=True)
+        line = [x for x in proc.stdout.splitlines() if x.startswith('RESULT ')]
+        if proc.returncode or not line:
+            sys.exit('step bound child with {} threads failed:\n{}'.format(n, proc.stderr[-3000:]))
+        results.append(json.loads(line[0][7:]))
+    print('{:<28} {:>7} {:>11} {:>9} {:>10} {:>10} {:>7}'.format('model', 'threads', 'GEMM GF/s', 'GFLOP', 'step s',
+                                                                  'bound s', 'ratio'))
+    for r in results:
+        for m in r['models']:
+            print('{:<28} {:>7} {:>11.1f} {:>9.2f} {:>10.4f} {:>10.4f} {:>6.0f}%'.format(
+                m['name'], r['threads'], r['gemm_gflops'], m['gflop'], m['step_s'], m['bound_s'], 100 * m['ratio']))
+        print('  (GEMM rate at the end of the run: {:.1f} GF/s; vocabulary {})'.format(
+            r['gemm_gflops_after'], r['models'][0]['vocabulary']))
+    return results
+
+
+if __name__ == '__main__':
+    sys.path.insert(0, ROOT)
+    if len(sys.argv) > 2 and sys.argv[1] == '--child':
+        child(int(sys.argv[2]))
