@@ -28,7 +28,9 @@ import math
 from collections import OrderedDict
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
+from pytensor.compile.sharedvalue import SharedVariable
 
 from recsys_core.backend import compile_function
 from recsys_core.errors import UserError
@@ -209,6 +211,21 @@ class PeerCollab(SequenceRecommender):
             for name, value in merged.items():
                 self.peers[k].shared[name].set_value(value)
 
+    def _swap(self, fn, source, k):
+        """{shared variable of ``fn`` (peer ``source``'s step) -> peer k's}: its weights, fresh copies of
+        the optimizer's state (zeros before the first step) and its own dropout generator."""
+        by_variable = {v: name for name, v in self.peers[source].shared.items()}
+        swap = {}
+        for var in (i.variable for i in fn.maker.inputs if isinstance(i.variable, SharedVariable)):
+            value = var.get_value(borrow=True)
+            if var in by_variable:
+                swap[var] = self.peers[k].shared[by_variable[var]]
+            elif isinstance(value, np.random.Generator):
+                swap[var] = pt.random.shared_rng(np.random.default_rng(self.seed_of(k) + 2))
+            else:
+                swap[var] = pytensor.shared(np.array(value), name=var.name)
+        return swap
+
     @staticmethod
     def _checked_snapshot(received, own, source):
         bad = [n for n in own if n not in received or np.shape(received[n]) != own[n].shape]
@@ -229,11 +246,11 @@ class PeerCollab(SequenceRecommender):
         self.weights = self._init_weights()
         self._make_shared()
         local = self.local_peers()
-        steps = OrderedDict()
-        for k in local:
-            rate = pt.fscalar('learning_rate')
-            X, cost, updates = self.peers[k].training_step(rate)
-            steps[k] = compile_function([X, rate], cost, updates=updates)
+        rate = pt.fscalar('learning_rate')
+        X, cost, updates = self.peers[local[0]].training_step(rate)
+        steps = OrderedDict([(local[0], compile_function([X, rate], cost, updates=updates))])
+        for k in local[1:]:  # the same graph on peer k's variables: compiled (rewritten) once, not per peer
+            steps[k] = steps[local[0]].copy(swap=self._swap(steps[local[0]], local[0], k))
         batch = min(self.batch_size, len(rows))
         n_batches = -(-len(rows) // batch)
         if max_batches is not None:
