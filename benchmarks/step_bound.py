@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CASES = {
     'NextItNet': ('nextitnet', dict()),
+    'NextItNet padding_loss=skip': ('nextitnet', dict(padding_loss='skip')),
     'CpRec FullSoftmax': ('cprec', dict(use_softmax_type='FullSoftmax')),
     'CpRec Block_Input_Softmax': ('cprec', dict(use_softmax_type='Block_Input_Softmax', block='auto',
                                                 use_embedding_type_factor=4)),
@@ -45,9 +46,12 @@ def pytensor_gemm_gflops(n=1024, repeats=20):
 
 def step_gemm_flops(model, labels):
     """FLOPs of one step's matrix products: 3 x forward (the backward pass has two per GEMM)."""
-    P = labels.size  # scored positions (every position of the window, as released)
+    P = labels.size  # every position of the window: the network runs on all of them
     C, k = model.dilated_channels, model.kernel_size
     fwd = len(model.dilations) * 2 * (2 * P * k * C * C)  # two dilated convolutions per residual block
+    if getattr(model, 'padding_loss', 'released') == 'skip':  # the output layer scores the real targets only
+        labels = labels[labels != model.pad_index]
+        P = labels.size
     shapes = {name: np.shape(v) for name, v in model.weights.items()}
     if getattr(model, 'block_input', False):  # each tail's up-projection runs on every position
         fwd += sum(2 * P * s[0] * s[1] for n, s in shapes.items() if n.startswith('in_proj'))
@@ -80,6 +84,7 @@ def child(batches):
         labels = rows[:model.batch_size, 1:]
         flops = step_gemm_flops(model, labels)
         out['models'].append(dict(name=name, vocabulary=int(model.n_vocab), step_s=step, gflop=flops / 1e9,
+                                  real_targets=float((labels != model.pad_index).mean()),
                                   bound_s=flops / 1e9 / gflops, ratio=flops / 1e9 / gflops / step))
     out['gemm_gflops_after'] = pytensor_gemm_gflops()
     print('RESULT ' + json.dumps(out))
@@ -101,8 +106,8 @@ def main(threads=(1, 2), batches=30):
         for m in r['models']:
             print('{:<28} {:>7} {:>11.1f} {:>9.2f} {:>10.4f} {:>10.4f} {:>6.0f}%'.format(
                 m['name'], r['threads'], r['gemm_gflops'], m['gflop'], m['step_s'], m['bound_s'], 100 * m['ratio']))
-        print('  (GEMM rate at the end of the run: {:.1f} GF/s; vocabulary {})'.format(
-            r['gemm_gflops_after'], r['models'][0]['vocabulary']))
+        print('  (GEMM rate at the end of the run: {:.1f} GF/s; vocabulary {}; real targets {:.0%} of the positions)'.format(
+            r['gemm_gflops_after'], r['models'][0]['vocabulary'], r['models'][0]['real_targets']))
     return results
 
 
