@@ -94,6 +94,13 @@ class PeerCollab(SequenceRecommender):
         ]
         return next((message for bad, message in problems if bad), None)
 
+    def get_params(self):
+        """The parameters that define the run: exchange_timeout is left out, so a run resumed with a
+        longer wait (after a peer was too slow) still matches its checkpoints."""
+        params = super().get_params()
+        params.pop('exchange_timeout')
+        return params
+
     def after_set_params(self, names, maxk, maxv, verbose):
         self.cooperation_type = cooperation.canonical_type(self.cooperation_type)
 

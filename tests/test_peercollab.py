@@ -335,7 +335,8 @@ def test_a_killed_peer_gives_the_timeout_error_and_the_survivor_resumes(tiny_fil
         assert sorted(__import__('pickle').load(f)['weights']) == sorted(n[3:] for n in lockstep_pw if n[:3] == 'p1.')
     assert not os.path.exists(os.path.join(folder, 'peer1.model'))
     assert not [f for f in os.listdir(os.path.join(folder, 'peer1')) if '.tmp-' in f]
-    # the same commands again: both resume from their checkpoints and end in the lockstep weights
+    # again with a longer wait (exchange_timeout is not part of the run): both resume from their checkpoints
+    # and end in the lockstep weights
     procs = [start(peer_command(tiny_files['train'], folder, k, 'kill', timeout=120), folder, 'r{}.log'.format(k))
              for k in (1, 2)]
     for p, log in procs:
