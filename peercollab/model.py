@@ -56,7 +56,7 @@ PEER_PARAMS = [
     Param('cos', True, doc='cosine decay of the learning rate per batch over all epochs'),
     Param('difflr', True, doc='peer k starts at lr * (1 + cos(pi (P - k) / P)) / 2'),
     Param('peer_seeds', [], doc='one seed per peer, e.g. 10/11 (default: seed, seed + 1, ...)'),
-    Param('deploy', 0, non_negative, doc='the peer that scores and is evaluated (0: peer P, the base-lr peer)'),
+    Param('deploy', 0, non_negative, doc='the peer that scores and is evaluated (0: peer P, the base-lr peer; a peer process: its own)'),
     Param('exchange', '', doc='a folder: train one peer (peer=k) in this process, exchanging through the folder'),
     Param('peer', 0, non_negative, doc='with exchange: the peer this process trains'),
     Param('run_id', '', doc='with exchange: the name shared by the processes of one run'),

@@ -117,6 +117,8 @@ def main(argv=None):
     if {'exchange', 'peer', 'run_id'} & set(params):
         raise UserError('exchange, peer and run_id are set by --processes; leave them out of -ps')
     model = PeerCollab(**params)  # parameters checked before anything is read or written
+    if not model.max_len:
+        raise UserError("The release's split needs max_len > 0 (the rows' length T), not 0")
     if not os.path.isfile(args.data):
         raise UserError('Data file not found: {}'.format(args.data))
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -124,7 +126,7 @@ def main(argv=None):
     if args.processes:
         return launch(args, model)
     backend.configure(None, verbose=True)
-    train_events, test_events = split_events(args.data, model.max_len or 100, args.min_distinct)
+    train_events, test_events = split_events(args.data, model.max_len, args.min_distinct)
     folder = args.out
     if args.peer:
         params = dict(params, exchange=os.path.join(args.out, 'exchange'), peer=args.peer, run_id=args.run_id)

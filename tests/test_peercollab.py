@@ -163,6 +163,14 @@ def test_bad_parameters_give_one_clear_error(params, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize('name', ['peercollab_ml20m_lw.py', 'peercollab_ml20m_pw.py'])
+def test_bundled_parameter_files_are_the_readme_runs(root, name):
+    from recsys_core.params import load_param_file
+    model = PeerCollab(**load_param_file(os.path.join(root, 'paramfiles', name)))
+    assert (model.n_peers, model.hidden, model.max_len, model.cos, model.difflr) == (2, 256, 100, True, True)
+    assert model.cooperation == name.split('_')[-1][:2]
+
+
 def test_bundled_parameter_space_is_valid_for_the_model(root):
     from paropt import check_parameters
     from recsys_core.cli import model_class
