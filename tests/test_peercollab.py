@@ -399,6 +399,15 @@ def test_release_command_reports_every_peer_and_the_best_per_metric(tmp_path):
         for name, best in entry['best'].items():
             assert best == max(e[name] for e in entry['epochs'].values())
     assert sum(line.startswith('peer 2 Best MRR_5: ') for line in out.stdout.splitlines()) >= 2
+    # one process per peer, started by --processes: the same numbers
+    out = cli('-m', 'peercollab.release', str(data), '--out', str(tmp_path / 'procs'), '--processes', '-ps',
+              'hidden=16,max_len=10,batch_size=64,n_epochs=2,cooperation=pw')
+    assert out.returncode == 0, out.stderr[-3000:] + (tmp_path / 'procs' / 'peer1.log').read_text()[-2000:]
+    apart = json.loads((tmp_path / 'procs' / 'summary.json').read_text())
+    assert sorted(apart) == sorted(summary)
+    for peer, entry in summary.items():
+        for name, value in entry['best'].items():
+            assert apart[peer]['best'][name] == pytest.approx(value, abs=1e-6)
 
 
 @pytest.mark.slow
