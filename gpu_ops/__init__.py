@@ -14,6 +14,9 @@ custom Op against its reference on random inputs, gradients included.
 - :func:`row_sum`, :func:`row_max_shift`: row reductions of score matrices (fast CPU loops).
 - ``gpu_ops.sampled_loss.SampledLoss``: final activation + GRU4Rec loss on the sampled score
   matrix with its gradient in one pass (reference: ``gru4rec.losses.reference_loss``).
+- ``gpu_ops.softmax_xent.SoftmaxCrossEntropy``: full-softmax cross-entropy of integer labels with
+  its gradient in one pass per row, rows weighted by a mask (reference: recsys_core.softmax).
+- :func:`gpu_ops.nonzero.flat_nonzero`: a vector's nonzero indices in C (reference: ``pt.nonzero``).
 - ``gpu_ops.sparse_update.SparseAdagrad``: in-place row-sparse adagrad update (reference:
   ``recsys_core.optim.Optimizer``'s composed update).
 - :func:`unique_inverse`: sorted unique indices with the inverse mapping (the rows a step touches).

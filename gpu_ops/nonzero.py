@@ -6,6 +6,7 @@ it is a Python call per step. :class:`FlatNonzero` is the same result (int64, as
 """
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.link.c.op import COp
 
@@ -25,11 +26,11 @@ class FlatNonzero(COp):
     def perform(self, node, inputs, outputs):
         outputs[0][0] = np.flatnonzero(inputs[0]).astype(np.int64)
 
-    def pullback(self, inputs, outputs, cotangents):
-        return [pt.zeros_like(inputs[0], dtype='floatX')]  # an index computation: nothing flows back
-
     def connection_pattern(self, node):
-        return [[False]]
+        return [[False]]  # an index computation: nothing flows back
+
+    def pullback(self, inputs, outputs, cotangents):
+        return [DisconnectedType()()]
 
     def c_code(self, node, name, inputs, outputs, sub):
         (x,), (y,) = inputs, outputs

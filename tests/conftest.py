@@ -47,6 +47,35 @@ class Interrupt(Exception):
     """Raised by :func:`interrupt_after` in place of a training step (an interrupted run)."""
 
 
+def seq_frame(seqs):
+    """A session frame (SessionId, ItemId as strings, Time = position) from lists of item ids."""
+    import pandas as pd
+    rows = [(i, str(item), t) for i, s in enumerate(seqs) for t, item in enumerate(s)]
+    return pd.DataFrame(rows, columns=['SessionId', 'ItemId', 'Time'])
+
+
+def kill_at_step(args, checkpoint, step, env, timeout=600):
+    """Start ``python ARGS`` in the repository root, SIGKILL it once the training checkpoint file
+    ``checkpoint`` records ``step`` or more steps (or when it ends or ``timeout`` passes), and
+    return the last step read from the checkpoint."""
+    import pickle
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable] + list(args), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen, deadline = 0, time.time() + timeout
+    while seen < step and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+        try:
+            with open(checkpoint, 'rb') as f:
+                seen = pickle.load(f)['step']
+        except (OSError, EOFError, pickle.UnpicklingError):
+            continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return seen
+
+
 def interrupt_after(monkeypatch, cls, n_steps):
     """Make the next fits of ``cls`` raise Interrupt after ``n_steps`` training steps; returns a
     function that undoes it."""

@@ -19,7 +19,7 @@ from stackrec.grec import GRec
 from stackrec.sasrec import SASRec
 from stackrec.ssept import SSEPT
 
-from test_padding_loss import seq_frame
+from conftest import seq_frame
 
 SMALL_CNN = dict(dilated_channels=8, dilations=[1, 2])
 CASES = {

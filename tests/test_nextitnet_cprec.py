@@ -17,14 +17,12 @@ from recsys_core.errors import UserError
 from recsys_core.last_item_eval import evaluate_last_items
 from recsys_core.sequences import legacy_split, left_pad, windows
 
+from conftest import seq_frame
+
 LASTFM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..', 'shared', 'data',
                       'lastfm_sessions', 'user-filter-20000items-session5.csv')
 SCHEMES = ('original', 'cross-layer', 'cross-block', 'adjacent-layer', 'adjacent-block')
 
-
-def seq_frame(seqs):
-    rows = [(i, str(item), t) for i, s in enumerate(seqs) for t, item in enumerate(s)]
-    return pd.DataFrame(rows, columns=['SessionId', 'ItemId', 'Time'])
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,6 @@
 default), 'skip' scores only the real targets against the vocabulary: the same loss and gradients
 as the masked composition, from fewer rows."""
 import numpy as np
-import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 import pytest
@@ -17,7 +16,7 @@ from recsys_core.errors import UserError
 from recsys_core.softmax import cross_entropy
 from stackrec.nextitnet import StackNextItNet
 
-from conftest import cli
+from conftest import cli, seq_frame
 
 CONFIGS = [
     (NextItNet, dict(is_negsample=False)),
@@ -27,10 +26,6 @@ CONFIGS = [
 ]
 IDS = ['nextitnet-full', 'nextitnet-sampled', 'cprec-full', 'cprec-block']
 
-
-def seq_frame(seqs):
-    rows = [(i, str(item), t) for i, s in enumerate(seqs) for t, item in enumerate(s)]
-    return pd.DataFrame(rows, columns=['SessionId', 'ItemId', 'Time'])
 
 
 @pytest.fixture(scope='module')

@@ -165,12 +165,7 @@ def test_a_killed_pipeline_resumes_with_the_same_command(tiny_data, tmp_path):
     """SIGKILL the pipeline's process in its second stage; the same command again skips stage 1,
     resumes stage 2 from its last checkpoint (the best checkpoint written before the kill is kept)
     and ends in the uninterrupted pipeline's weights."""
-    import pickle
-    import signal
-    import subprocess
-    import sys
-    import time
-    from conftest import ROOT, cli
+    from conftest import cli, kill_at_step
     from recsys_core.trainer import BEST, LAST
     data = write_sequences(tmp_path / 'seq.csv', tiny_data)
 
@@ -182,18 +177,7 @@ def test_a_killed_pipeline_resumes_with_the_same_command(tiny_data, tmp_path):
     assert whole.returncode == 0, whole.stderr[-3000:]
     out = str(tmp_path / 'killed')
     stage2 = os.path.join(out, 'stage2')
-    proc = subprocess.Popen([sys.executable] + command(out), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    step, deadline = 0, time.time() + 600
-    while step < 60 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-        try:
-            with open(os.path.join(stage2, LAST), 'rb') as f:
-                step = pickle.load(f)['step']
-        except (OSError, EOFError, pickle.UnpicklingError):
-            continue
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    step = kill_at_step(command(out), os.path.join(stage2, LAST), 60, env)
     assert 60 <= step < 160 and not os.path.exists(os.path.join(stage2, 'model.pkl'))  # killed inside stage 2
     best_before = open(os.path.join(stage2, BEST), 'rb').read()
     stage1_model = open(os.path.join(out, 'stage1', 'model.pkl'), 'rb').read()

@@ -35,12 +35,7 @@ def test_a_killed_run_py_resumes_with_the_same_command(tiny_files, tmp_path):
     """Kill run.py (SIGKILL) in the middle of training; the same command again resumes from
     --checkpoint and ends in the weights of an uninterrupted run."""
     import os
-    import pickle
-    import signal
-    import subprocess
-    import sys
-    import time
-    from conftest import ROOT, cli
+    from conftest import cli, kill_at_step
     from recsys_core.persistence import load_model
     from recsys_core.trainer import LAST
     params = ('layers=16,batch_size=16,n_sample=8,n_epochs=8,learning_rate=0.05,momentum=0.2,dropout_p_hidden=0.2,'
@@ -53,18 +48,7 @@ def test_a_killed_run_py_resumes_with_the_same_command(tiny_files, tmp_path):
     whole = cli(*command(str(tmp_path / 'whole.model'), str(tmp_path / 'whole')), env=env)
     assert whole.returncode == 0, whole.stderr
     folder, model = str(tmp_path / 'killed'), str(tmp_path / 'killed.model')
-    proc = subprocess.Popen([sys.executable] + command(model, folder), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    step, deadline = 0, time.time() + 600
-    while step < 200 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-        try:
-            with open(os.path.join(folder, LAST), 'rb') as f:
-                step = pickle.load(f)['step']
-        except (OSError, EOFError, pickle.UnpicklingError):
-            continue
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    step = kill_at_step(command(model, folder), os.path.join(folder, LAST), 200, env)
     assert 200 <= step < 8 * 100 and not os.path.exists(model)  # killed mid-training, nothing saved yet
     again = cli(*command(model, folder), env=env)
     assert again.returncode == 0, again.stderr
