@@ -79,7 +79,7 @@ def loss_and_grads(model, rows, static=False, monkeypatch=None):
 
 
 @pytest.mark.parametrize('cls,params', CONFIGS, ids=IDS)
-@pytest.mark.parametrize('static', [False, True], ids=['gathered', 'static-shapes'])
+@pytest.mark.parametrize('static', [False, pytest.param(True, marks=pytest.mark.slow)], ids=['gathered', 'static-shapes'])
 def test_skip_is_the_masked_composition_values_and_gradients(data, cls, params, static, monkeypatch):
     model, rows = prepared(cls, data, padding_loss='skip', **params)
     model._rng = np.random.default_rng(1)
@@ -142,6 +142,7 @@ def test_released_loss_is_the_unmasked_mean_over_every_position(data):
     assert a == b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('cls,params', [CONFIGS[1], CONFIGS[3]], ids=[IDS[1], IDS[3]])
 def test_skip_trains_and_weighs_batches_by_their_real_targets(data, cls, params):
     model = cls(dilated_channels=8, dilations=[1, 2], max_len=8, batch_size=16, n_epochs=2, padding_loss='skip',
@@ -154,6 +155,7 @@ def test_skip_trains_and_weighs_batches_by_their_real_targets(data, cls, params)
     assert model.epoch_stats[-1]['loss'] < model.epoch_stats[0]['loss']
 
 
+@pytest.mark.slow
 def test_stacked_nextitnet_trains_with_skip(data):
     model = StackNextItNet(dilated_channels=8, dilations=[1, 4], max_len=8, batch_size=16, n_epochs=1,
                            padding_loss='skip')
