@@ -16,6 +16,8 @@ custom Op against its reference on random inputs, gradients included.
   matrix with its gradient in one pass (reference: ``gru4rec.losses.reference_loss``).
 - ``gpu_ops.softmax_xent.SoftmaxCrossEntropy``: full-softmax cross-entropy of integer labels with
   its gradient in one pass per row, rows weighted by a mask (reference: recsys_core.softmax).
+- ``gpu_ops.layer_norm.LayerNorm`` / ``LayerNormGrad``: LayerNorm over the last axis forward and
+  backward, one pass per row each (reference: the composition in recsys_core.blocks.layer_norm).
 - :func:`gpu_ops.nonzero.flat_nonzero`: a vector's nonzero indices in C (reference: ``pt.nonzero``).
 - ``gpu_ops.sparse_update.SparseAdagrad``: in-place row-sparse adagrad update (reference:
   ``recsys_core.optim.Optimizer``'s composed update).
