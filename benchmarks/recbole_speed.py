@@ -93,6 +93,9 @@ CONTENDERS = {
 }
 STEPS = {'ours/NextItNet': 10, 'recbole/NextItNet': 30, 'ours/StackNextItNet': 20, 'recbole/NextItNet-noanomaly': 40,
          'ours/SASRec': 10, 'recbole/SASRec': 25, 'recbole/SASRec-noanomaly': 30}
+CONVERGE_DEFAULT = ('ours/NextItNet', 'recbole/NextItNet-noanomaly')
+CONVERGE_BUDGET = {n: 900.0 if CONTENDERS[n]['side'] == 'recbole' else 150.0 for n in CONTENDERS}
+CONVERGE_EVAL_EVERY = {n: 40 if CONTENDERS[n]['side'] == 'recbole' else 1 for n in CONTENDERS}
 PAIRS = [(a, b) for a in ('ours/NextItNet', 'ours/StackNextItNet') for b in ('recbole/NextItNet',
                                                                              'recbole/NextItNet-noanomaly')] + [
     ('ours/SASRec', 'recbole/SASRec'), ('ours/SASRec', 'recbole/SASRec-noanomaly')]
@@ -194,6 +197,121 @@ print('RESULT', json.dumps(dict(steps=task['steps'], wall=wall, cpu=cpu, rows_pe
 '''
 
 
+# Time to the same HR@20 (issue 21, item 4), each side in a fresh process: train on the same
+# events, evaluate HR@20 on the same test split (each user's 50th event from the 49 before it,
+# full ranking over the items) every ``eval_every`` steps with the evaluation off the clock, until
+# ``budget`` seconds of training. The clock runs from the first training step (setup and
+# compilation excluded, as above) and includes everything else: batching, the trainer, the steps.
+OURS_CONVERGE = r"""
+import importlib, json, sys, time
+import pandas as pd
+sys.path.insert(0, {root!r})
+from recsys_core import backend; backend.configure('cpu')
+from recsys_core.last_item_eval import evaluate_last_items
+from recsys_core.trainer import TrainingOptions
+task = json.loads({task!r})
+events = pd.read_csv(task['events'], sep='\t', dtype={{'ItemId': str}})
+pos = events.groupby('SessionId').cumcount()
+train, rest = events[pos < task['train_len']], events[pos >= task['train_len']]
+base = getattr(importlib.import_module(task['module']), task['cls'])
+clock = dict(start=None, evaluating=0.0, steps=0)
+curve = []
+
+class Done(Exception):
+    pass
+
+class Clocked(base):
+    def _training_plan(self, *args, **kwargs):
+        plan = super()._training_plan(*args, **kwargs)
+        inner = plan.step
+        def step(xb):
+            if clock['start'] is None:
+                clock['start'] = time.perf_counter()
+            clock['steps'] += 1
+            return inner(xb)
+        plan.step = step
+        return plan
+
+def evaluator(model):
+    t = time.perf_counter()
+    trained = t - clock['start'] - clock['evaluating']
+    hr = evaluate_last_items(model, events, cut_off=[20], verbose=False).value('hr', 20)
+    clock['evaluating'] += time.perf_counter() - t
+    curve.append(dict(steps=clock['steps'], seconds=trained, hr20=hr))
+    print('CURVE', json.dumps(curve[-1]), flush=True)
+    if trained >= task['budget']:
+        raise Done()
+    return hr
+
+model = Clocked(n_epochs=10 ** 6, **task['params'])
+try:
+    model.fit(train, verbose=False, vocab_data=rest,
+              training=TrainingOptions(evaluator=evaluator, eval_every=task['eval_every'], restore_best=False))
+except Done:
+    pass
+print('RESULT', json.dumps(dict(curve=curve, rows_per_step=task['params']['batch_size'],
+      targets_per_row=task['train_len'] - 1, vocabulary=model.n_vocab)))
+"""
+
+RECBOLE_CONVERGE = r"""
+import json, sys, time, warnings
+warnings.filterwarnings('ignore')
+import torch
+task = json.loads({task!r})
+torch.set_num_threads(task['threads'])
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed, get_model
+from recbole.trainer import Trainer
+import recbole.model.sequential_recommender  # noqa: F401 (what get_model imports; sets anomaly mode)
+if not task['anomaly']:
+    torch.autograd.set_detect_anomaly(False)
+cfg = dict(data_path=task['data_path'], USER_ID_FIELD='user_id', ITEM_ID_FIELD='item_id', TIME_FIELD='timestamp',
+           load_col={{'inter': ['user_id', 'item_id', 'timestamp']}}, MAX_ITEM_LIST_LENGTH=task['max_items'],
+           train_batch_size=task['batch'], eval_batch_size=task['batch'], epochs=1, use_gpu=False, device='cpu',
+           show_progress=False, state='ERROR', train_neg_sample_args=None, loss_type='CE', log_wandb=False,
+           eval_args={{'split': {{'LS': 'valid_and_test'}}, 'order': 'TO', 'group_by': 'user', 'mode': 'full'}},
+           metrics=['Hit'], topk=[20], valid_metric='Hit@20',
+           checkpoint_dir='saved', worker=0, reproducibility=False, seed=2020, shuffle=True)
+cfg.update(task['params'])
+config = Config(model=task['model'], dataset='bench', config_dict=cfg)
+torch.set_num_threads(task['threads'])
+init_seed(config['seed'], config['reproducibility'])
+dataset = create_dataset(config)
+train_data, valid_data, test_data = data_preparation(config, dataset)
+model = get_model(config['model'])(config, train_data._dataset).to(config['device'])
+trainer = Trainer(config, model)
+
+class Chunk:
+    # the next n batches of RecBole's shuffled epochs: a new shuffled pass when one ends
+    shuffle = False
+    def __init__(self, loader):
+        self.loader, self.it, self.n = loader, iter(loader), 0
+    def __iter__(self):
+        for _ in range(self.n):
+            try:
+                yield next(self.it)
+            except StopIteration:
+                self.it = iter(self.loader)
+                yield next(self.it)
+    def __len__(self):
+        return self.n
+
+chunk, trained, steps, curve = Chunk(train_data), 0.0, 0, []
+chunk.n = task['eval_every']
+while trained < task['budget']:
+    t = time.perf_counter()
+    trainer._train_epoch(chunk, steps)
+    trained += time.perf_counter() - t
+    steps += chunk.n
+    hr = float(trainer.evaluate(test_data, load_best_model=False, show_progress=False)['hit@20'])
+    curve.append(dict(steps=steps, seconds=trained, hr20=hr))
+    print('CURVE', json.dumps(curve[-1]), flush=True)
+print('RESULT', json.dumps(dict(curve=curve, rows_per_step=task['batch'], targets_per_row=1,
+      vocabulary=int(dataset.item_num), torch=torch.__version__, anomaly_mode=torch.is_anomaly_enabled())))
+"""
+
+
 def venv_python(venv):
     return os.path.join(venv, 'bin', 'python')
 
@@ -247,18 +365,21 @@ def thread_env(threads):
     return env
 
 
-def measure(name, threads, steps, paths, recbole_py, workdir):
-    """One timed run of a contender in a fresh process: the child's RESULT dict plus the process's wall time."""
+def run_child(name, threads, paths, recbole_py, workdir, task, converge=False):
+    """A contender's child (the speed or the convergence kind) in a fresh process: its RESULT dict plus the
+    process's wall time."""
     spec = CONTENDERS[name]
-    task = dict(steps=steps, warmup=WARMUP, threads=threads, params=spec['params'])
+    task = dict(task, threads=threads, params=spec['params'])
     if spec['side'] == 'ours':
         task.update(events=paths['events'], train_len=TRAIN_LEN, module=spec['module'], cls=spec['cls'])
-        cmd, cwd = [sys.executable, '-c', OURS_CHILD.format(root=ROOT, task=json.dumps(task))], ROOT
+        template = OURS_CONVERGE if converge else OURS_CHILD
+        cmd, cwd = [sys.executable, '-c', template.format(root=ROOT, task=json.dumps(task))], ROOT
     else:
         task.update(data_path=paths['recbole'], max_items=RECBOLE_MAX_ITEMS, batch=BATCH, model=spec['model'],
                     anomaly=spec['anomaly'])
         cwd = tempfile.mkdtemp(prefix='run_', dir=workdir)
-        cmd = [recbole_py, '-c', RECBOLE_CHILD.format(task=json.dumps(task))]
+        template = RECBOLE_CONVERGE if converge else RECBOLE_CHILD
+        cmd = [recbole_py, '-c', template.format(task=json.dumps(task))]
     for attempt in range(3):  # PyTensor's compile-cache lock is shared with other processes on this machine
         t0 = time.time()
         out = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(threads), cwd=cwd)
@@ -270,11 +391,60 @@ def measure(name, threads, steps, paths, recbole_py, workdir):
         raise SystemExit('{} failed (exit {}):\n{}'.format(name, out.returncode, (out.stdout + out.stderr)[-4000:]))
     result = json.loads(lines[-1][len('RESULT '):])
     result['process_seconds'] = time.time() - t0
+    return result
+
+
+def measure(name, threads, steps, paths, recbole_py, workdir):
+    """One timed run of a contender (the speed kind): sequences and targets per second of wall and CPU time."""
+    result = run_child(name, threads, paths, recbole_py, workdir, dict(steps=steps, warmup=WARMUP))
     result['seq_per_s'] = result['steps'] * result['rows_per_step'] / result['wall']
     result['targets_per_s'] = result['seq_per_s'] * result['targets_per_row']
     result['seq_per_cpu_s'] = result['steps'] * result['rows_per_step'] / result['cpu']
     result['targets_per_cpu_s'] = result['seq_per_cpu_s'] * result['targets_per_row']
     return result
+
+
+def first_reaching(curve, target):
+    """(steps, training seconds) of the first evaluation at or above ``target``; None if none."""
+    for point in curve:
+        if point['hr20'] >= target:
+            return point['steps'], point['seconds']
+    return None
+
+
+def converge(names, threads, paths, recbole_py, workdir, budget, eval_every, json_path):
+    """Each contender trained once (one after the other) with HR@20 on the test split along the way; then
+    the time each took to first reach the same HR@20: the lower of the contenders' best HR@20s."""
+    curves = {}
+    for n in names:
+        task = dict(budget=budget[n], eval_every=eval_every[n])
+        res = run_child(n, threads, paths, recbole_py, workdir, task, converge=True)
+        curves[n] = res
+        per_step = res['rows_per_step'] * res['targets_per_row']
+        print('{} ({} threads, HR@20 every {} steps):'.format(n, threads, eval_every[n]))
+        for p in res['curve']:
+            print('  step {:6d}  {:9.1f} s trained  {:10,d} targets  HR@20 {:.4f}'.format(
+                p['steps'], p['seconds'], p['steps'] * per_step, p['hr20']), flush=True)
+    target = min(max(p['hr20'] for p in r['curve']) for r in curves.values())
+    print('\nthe same HR@20: {:.4f} (the lower of the best HR@20s)'.format(target))
+    reached = {}
+    for n, r in curves.items():
+        reached[n] = first_reaching(r['curve'], target)
+        best = max(r['curve'], key=lambda p: p['hr20'])
+        print('{:30s} best HR@20 {:.4f} after {:.1f} s; reached {:.4f} after {}'.format(
+            n, best['hr20'], best['seconds'], target,
+            '{:.1f} s of training ({} steps)'.format(reached[n][1], reached[n][0]) if reached[n] else 'never'))
+    ours = [n for n in names if CONTENDERS[n]['side'] == 'ours']
+    theirs = [n for n in names if CONTENDERS[n]['side'] == 'recbole']
+    for a in ours:
+        for b in theirs:
+            if reached[a] and reached[b]:
+                print('{} / {}: {:.1f}x less training time to HR@20 {:.4f}'.format(a, b, reached[b][1] / reached[a][1],
+                                                                                   target))
+    if json_path:
+        with open(json_path, 'w') as f:
+            json.dump(dict(target=target, threads=threads, curves=curves), f, indent=1)
+    return curves
 
 
 def main():
@@ -286,13 +456,25 @@ def main():
     ap.add_argument('--steps', nargs='*', default=[], metavar='NAME=N', help='timed steps of a contender')
     ap.add_argument('--venv', default=os.path.join(ROOT, '.bench_venvs', 'recbole'))
     ap.add_argument('--json', help='write every measurement to this file')
+    ap.add_argument('--converge', action='store_true',
+                    help='time to the same HR@20 instead of the speed rounds (NextItNet pair by default)')
+    ap.add_argument('--budget', nargs='*', default=[], metavar='NAME=S', help='--converge: seconds of training')
+    ap.add_argument('--eval-every', nargs='*', default=[], metavar='NAME=N', help='--converge: steps between HR@20s')
     args = ap.parse_args()
-    steps = dict(STEPS)
-    for s in args.steps:
-        k, v = s.split('=')
-        if k not in CONTENDERS:
-            ap.error('unknown contender {}'.format(k))
-        steps[k] = int(v)
+
+    def per_contender(pairs, defaults, kind):
+        out = dict(defaults)
+        for s in pairs:
+            k, _, v = s.partition('=')
+            if k not in CONTENDERS or not v:
+                ap.error('{}: expected NAME=VALUE with NAME one of {}'.format(s, ', '.join(CONTENDERS)))
+            out[k] = kind(v)
+        return out
+    steps = per_contender(args.steps, STEPS, int)
+    budget = per_contender(args.budget, CONVERGE_BUDGET, float)
+    eval_every = per_contender(args.eval_every, CONVERGE_EVAL_EVERY, int)
+    if args.converge and '--only' not in sys.argv:
+        args.only = list(CONVERGE_DEFAULT)
     names = [n for n in CONTENDERS if n in args.only]
     recbole_py = ensure_venv(args.venv) if any(CONTENDERS[n]['side'] == 'recbole' for n in names) else None
     if recbole_py:
@@ -307,6 +489,8 @@ def main():
           'batch {}, hidden {}; cores {}; timed steps {}'.format(
               args.users, SESSION_LEN, n_items, TRAIN_LEN, TRAIN_LEN - 1, BATCH, HIDDEN, os.cpu_count(),
               ', '.join('{} {}'.format(n, steps[n]) for n in names)), flush=True)
+    if args.converge:
+        return converge(names, args.threads[0], paths, recbole_py, workdir, budget, eval_every, args.json)
     results = {(n, t): [] for n in names for t in args.threads}
     log = []
     for r in range(args.rounds):
