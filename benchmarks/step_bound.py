@@ -2,10 +2,12 @@
 
 For NextItNet and CpRec (FullSoftmax and Block_Input_Softmax) at the issue's sizes (C = 64,
 dilations 1/4/1/4, batch 80, windows of 43, about 4,090 items), in one run and for each thread
-count: the mean step time (second epoch, compilation excluded), the FLOPs of the step's matrix
+count: the mean step time (compilation and 3 warm-up steps excluded), the FLOPs of the step's matrix
 products (counted from the model's weight shapes: every GEMM forward, plus the two of its backward
 pass), the GEMM rate of this machine through the same BLAS and threads (a PyTensor 1024^3 float32
-product), and the ratio bound / step (1.0 = the step costs only its products at peak rate).
+product), and the ratio bound / step (1.0 = the step costs only its products at peak rate). Steps
+and the GEMM rate are measured alternately (5 rounds of steps, each followed by the rate); the
+table shows the median round and every round's ratio.
 
     python benchmarks/sequence_models_speed.py --bound [--threads 1,2] [--batches 30]
 
@@ -31,12 +33,18 @@ CASES = {
 COMMON = dict(dilated_channels=64, dilations=[1, 4, 1, 4], batch_size=80, max_len=43, n_epochs=2)
 
 
+_GEMM = {}
+
+
 def pytensor_gemm_gflops(n=1024, repeats=20):
-    import pytensor.tensor as pt
-    from recsys_core.backend import compile_function
-    a, b = pt.matrix('a'), pt.matrix('b')
-    f = compile_function([a, b], pt.dot(a, b))
-    x, y = np.random.rand(n, n).astype('float32'), np.random.rand(n, n).astype('float32')
+    """GF/s of a PyTensor float32 n x n x n product (compiled once per process)."""
+    if n not in _GEMM:
+        import pytensor.tensor as pt
+        from recsys_core.backend import compile_function
+        a, b = pt.matrix('a'), pt.matrix('b')
+        x, y = np.random.rand(n, n).astype('float32'), np.random.rand(n, n).astype('float32')
+        _GEMM[n] = (compile_function([a, b], pt.dot(a, b)), x, y)
+    f, x, y = _GEMM[n]
     f(x, y)
     t0 = time.perf_counter()
     for _ in range(repeats):
@@ -67,26 +75,52 @@ def step_gemm_flops(model, labels):
     return 3 * fwd
 
 
+def interleaved(model, data, rounds, steps, warmup=3):
+    """Step time and GEMM rate measured alternately: ``rounds`` x (``steps`` training steps, then the
+    1024^3 product): per round the mean step time and the rate measured right after it. This shared
+    VM's speed drifts by 30% within a minute, so a rate measured minutes away from the steps it bounds
+    would move the ratio more than any change to the step."""
+    model._compiled = {}
+    plan = model._training_plan(data, verbose=False)
+    batches = iter(plan.batches(0))
+
+    def run(n):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            try:
+                xb, _ = next(batches)
+            except StopIteration:
+                raise SystemExit('the benchmark data has too few batches for {} rounds of {} steps'.format(rounds, steps))
+            plan.step(xb)
+        return (time.perf_counter() - t0) / n
+    run(warmup)
+    out = []
+    for _ in range(rounds):
+        step = run(steps)
+        out.append((step, pytensor_gemm_gflops(repeats=10)))
+    return out
+
+
 def child(batches):
     from recsys_core import backend
     backend.configure('cpu')
     from recsys_core.cli import model_class
     from recsys_core.synthetic import generate_sessions
     data = generate_sessions(n_items=4500, n_sessions=12000, seed=3, mean_length=20, zipf=0.8)
-    gflops = pytensor_gemm_gflops()
-    out = {'threads': int(os.environ.get('OMP_NUM_THREADS', '0')), 'gemm_gflops': gflops, 'models': []}
+    out = {'threads': int(os.environ.get('OMP_NUM_THREADS', '0')), 'models': []}
+    rounds = 5
     for name, (package, params) in CASES.items():
         model = model_class(package)(**COMMON, **params)
-        model.fit(data, verbose=False, max_batches=batches)
-        stats = model.epoch_stats[-1]
-        step = stats['seconds'] / stats['minibatches']
+        measured = interleaved(model, data, rounds, max(1, batches // rounds))
         rows = model._training_rows(data, verbose=False)
         labels = rows[:model.batch_size, 1:]
-        flops = step_gemm_flops(model, labels)
-        out['models'].append(dict(name=name, vocabulary=int(model.n_vocab), step_s=step, gflop=flops / 1e9,
-                                  real_targets=float((labels != model.pad_index).mean()),
-                                  bound_s=flops / 1e9 / gflops, ratio=flops / 1e9 / gflops / step))
-    out['gemm_gflops_after'] = pytensor_gemm_gflops()
+        gflop = step_gemm_flops(model, labels) / 1e9
+        ratios = [gflop / rate / step for step, rate in measured]
+        k = int(np.argsort(ratios)[len(ratios) // 2])  # the median round
+        step, rate = measured[k]
+        out['models'].append(dict(name=name, vocabulary=int(model.n_vocab), gflop=gflop, step_s=step, gemm_gflops=rate,
+                                  bound_s=gflop / rate, ratio=ratios[k], ratios=ratios,
+                                  real_targets=float((labels != model.pad_index).mean())))
     print('RESULT ' + json.dumps(out))
 
 
@@ -100,14 +134,15 @@ def main(threads=(1, 2), batches=30):
         if proc.returncode or not line:
             sys.exit('step bound child with {} threads failed:\n{}'.format(n, proc.stderr[-3000:]))
         results.append(json.loads(line[0][7:]))
-    print('{:<28} {:>7} {:>11} {:>9} {:>10} {:>10} {:>7}'.format('model', 'threads', 'GEMM GF/s', 'GFLOP', 'step s',
-                                                                  'bound s', 'ratio'))
+    print('{:<28} {:>7} {:>11} {:>9} {:>10} {:>10} {:>7}  {}'.format('model', 'threads', 'GEMM GF/s', 'GFLOP', 'step s',
+                                                                      'bound s', 'ratio', 'ratio per round'))
     for r in results:
         for m in r['models']:
-            print('{:<28} {:>7} {:>11.1f} {:>9.2f} {:>10.4f} {:>10.4f} {:>6.0f}%'.format(
-                m['name'], r['threads'], r['gemm_gflops'], m['gflop'], m['step_s'], m['bound_s'], 100 * m['ratio']))
-        print('  (GEMM rate at the end of the run: {:.1f} GF/s; vocabulary {}; real targets {:.0%} of the positions)'.format(
-            r['gemm_gflops_after'], r['models'][0]['vocabulary'], r['models'][0]['real_targets']))
+            print('{:<28} {:>7} {:>11.1f} {:>9.2f} {:>10.4f} {:>10.4f} {:>6.0f}%  {}'.format(
+                m['name'], r['threads'], m['gemm_gflops'], m['gflop'], m['step_s'], m['bound_s'], 100 * m['ratio'],
+                ' '.join('{:.0f}%'.format(100 * x) for x in m['ratios'])))
+        print('  (vocabulary {}; real targets {:.0%} of the positions)'.format(r['models'][0]['vocabulary'],
+                                                                               r['models'][0]['real_targets']))
     return results
 
 

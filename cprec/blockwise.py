@@ -11,7 +11,7 @@ import pytensor.tensor as pt
 
 from gpu_ops.nonzero import flat_nonzero
 from recsys_core.errors import UserError
-from recsys_core.softmax import cross_entropy, cross_entropy_sum, log_softmax, softmax
+from recsys_core.softmax import linear_cross_entropy, linear_cross_entropy_sum, log_softmax, softmax
 
 DEFAULT_BLOCK = [7000, 15000]
 AUTO_SHARES = (0.8, 0.95)
@@ -94,11 +94,11 @@ def block_softmax_loss(h, y, head, downs, outs, bounds, static_shapes=False, mas
     y_head = pt.switch(pt.eq(c, 0), y, b0 + c - 1)
     if mask is None:
         n = pt.cast(y.shape[0], h.dtype)
-        total = cross_entropy_sum(pt.dot(h, head), y_head)
+        total = linear_cross_entropy_sum(h, head, None, y_head)
     else:
         mask = pt.cast(mask, h.dtype)
         n = pt.maximum(mask.sum(), 1)
-        total = cross_entropy(pt.dot(h, head), y_head, mask) * n
+        total = linear_cross_entropy(h, head, None, y_head, mask) * n
     for j, (U, O) in enumerate(zip(downs, outs)):
         in_tail = pt.eq(c, j + 1)
         if mask is not None:
@@ -109,8 +109,7 @@ def block_softmax_loss(h, y, head, downs, outs, bounds, static_shapes=False, mas
             total = total - (logp * pt.cast(in_tail, h.dtype)).sum()
             continue
         rows = flat_nonzero(in_tail)
-        z = pt.dot(pt.dot(h[rows], U), O)
-        total = total + cross_entropy_sum(z, y[rows] - bounds[j])
+        total = total + linear_cross_entropy_sum(pt.dot(h[rows], U), O, None, y[rows] - bounds[j])
     return total / n
 
 

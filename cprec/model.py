@@ -11,7 +11,7 @@ from recsys_core.errors import UserError
 from recsys_core.optim import mean_l2
 from recsys_core.params import KEY_PARAMS, Param, all_positive, non_negative, one_of, positive
 from recsys_core.sequence_model import PAD_TOKEN
-from recsys_core.softmax import cross_entropy
+from recsys_core.softmax import linear_cross_entropy
 
 from . import blockwise
 from .sharing import SCHEMES, middle_parameters, residual_blocks
@@ -157,7 +157,7 @@ class CpRec(NextItNet):
         if self.block_output:
             return blockwise.block_softmax_loss(flat, y, self.shared['out_head'], self._tails('out_down'),
                                                 self._tails('out_tail'), self.bounds, needs_static_shapes(), mask)
-        return cross_entropy(pt.dot(flat, self.shared['Wf']) + self.shared['bf'], y, mask)
+        return linear_cross_entropy(flat, self.shared['Wf'], self.shared['bf'], y, mask)
 
     def _log_scores(self, h_last):
         if self.block_output:

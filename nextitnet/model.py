@@ -15,7 +15,7 @@ from recsys_core.blocks import Conv, DilatedResidualBlock, LayerNorm, apply_stac
 from recsys_core.blocks import truncated_normal
 from recsys_core.params import KEY_PARAMS, Param, fraction, non_negative, positive, positive_list, probability
 from recsys_core.sequence_model import PAD_TOKEN, PADDING_LOSS, VOCABULARY, SequenceRecommender  # noqa: F401
-from recsys_core.softmax import cross_entropy
+from recsys_core.softmax import linear_cross_entropy
 
 from . import sampled_softmax
 
@@ -133,8 +133,7 @@ class NextItNet(SequenceRecommender):
             return sampled_softmax.sampled_softmax_loss(flat, y, self.shared['Ws'], self.shared['bs'], sampled,
                                                         true_logq, sampled_logq, mask=mask)
         flat, y, _, mask = self._scored_rows(h.reshape((-1, h.shape[2])), labels.ravel())
-        logits = pt.dot(pt.maximum(flat, 0), self.shared['Wo']) + self.shared['bo']
-        return cross_entropy(logits, y, mask)
+        return linear_cross_entropy(pt.maximum(flat, 0), self.shared['Wo'], self.shared['bo'], y, mask)
 
     def _log_scores(self, h_last):
         """Scores over the whole vocabulary for the last position (monotone in its probability)."""

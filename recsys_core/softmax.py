@@ -8,11 +8,14 @@ where a release does not train on them.
 
 With the custom Ops on (the C backend's default), :func:`cross_entropy` and
 :func:`cross_entropy_sum` are one fused Op (gpu_ops.softmax_xent: loss and gradient in one pass
-over each row, in C); otherwise, e.g. under JAX, the composition below.
+over each row, in C), and :func:`linear_cross_entropy` (an output layer h W + b and its
+cross-entropy) is one Op with the layer's GEMMs inside (gpu_ops.linear_xent: blocks of rows whose
+logits never leave the cache); otherwise, e.g. under JAX, the composition below.
 """
 import pytensor.tensor as pt
 
 import gpu_ops
+from gpu_ops.linear_xent import linear_cross_entropy as fused_linear_cross_entropy
 from gpu_ops.softmax_xent import softmax_cross_entropy
 
 
@@ -51,3 +54,23 @@ def cross_entropy_sum(logits, labels):
     if gpu_ops.custom_ops_enabled():
         return softmax_cross_entropy(logits, labels, None, mean=False)
     return -label_log_probs(logits, labels).sum()
+
+
+def linear_cross_entropy(h, W, b, labels, mask=None):
+    """Mean softmax cross-entropy of integer labels under the output layer h W + b (over the rows
+    where ``mask`` is 1); ``b`` None: no bias."""
+    return _linear(h, W, b, labels, mask, True)
+
+
+def linear_cross_entropy_sum(h, W, b, labels):
+    """Summed softmax cross-entropy of integer labels under the output layer h W + b (``b`` None: no bias)."""
+    return _linear(h, W, b, labels, None, False)
+
+
+def _linear(h, W, b, labels, mask, mean):
+    if gpu_ops.custom_ops_enabled() and h.dtype in ('float32', 'float64') and W.dtype == h.dtype \
+            and (b is None or b.dtype == h.dtype):
+        bias = pt.zeros((W.shape[1],), dtype=W.dtype) if b is None else b
+        return fused_linear_cross_entropy(h, W, bias, labels, mask, mean=mean)
+    logits = pt.dot(h, W) if b is None else pt.dot(h, W) + b
+    return cross_entropy(logits, labels, mask) if mean else cross_entropy_sum(logits, labels)

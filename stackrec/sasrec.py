@@ -22,7 +22,7 @@ from recsys_core.optim import DenseAdam
 from recsys_core.params import KEY_PARAMS, Param, non_negative, positive, probability
 from recsys_core.randomness import dropout
 from recsys_core.sequence_model import VOCABULARY, SequenceRecommender
-from recsys_core.softmax import cross_entropy
+from recsys_core.softmax import linear_cross_entropy
 
 
 class SASRec(SequenceRecommender):
@@ -104,7 +104,7 @@ class SASRec(SequenceRecommender):
     def _train_loss(self, h, labels, extra):
         """Mean full-softmax cross-entropy over every position (padding targets included, as released)."""
         flat = h.reshape((-1, h.shape[2]))
-        return cross_entropy(pt.dot(flat, self.shared['final_W']) + self.shared['final_b'], labels.ravel())
+        return linear_cross_entropy(flat, self.shared['final_W'], self.shared['final_b'], labels.ravel())
 
     def _log_scores(self, h_last):
         return pt.dot(h_last, self.shared['final_W']) + self.shared['final_b']

@@ -13,7 +13,7 @@ from nextitnet import NextItNet, sampled_softmax
 from recsys_core import sequence_model
 from recsys_core.backend import compile_function
 from recsys_core.errors import UserError
-from recsys_core.softmax import cross_entropy
+from recsys_core.softmax import cross_entropy, linear_cross_entropy
 from stackrec.nextitnet import StackNextItNet
 
 from conftest import cli, seq_frame
@@ -99,13 +99,15 @@ def _scored_row_count(model, rows, monkeypatch):
         monkeypatch.setattr(cprec.model.blockwise, 'block_softmax_loss',
                             lambda h, *a, **k: seen.append(h) or inner(h, *a, **k))
     elif isinstance(model, CpRec):
-        monkeypatch.setattr(cprec.model, 'cross_entropy', lambda z, *a: seen.append(z) or cross_entropy(z, *a))
+        monkeypatch.setattr(cprec.model, 'linear_cross_entropy',
+                            lambda h, *a: seen.append(h) or linear_cross_entropy(h, *a))
     elif model.is_negsample:
         inner = sampled_softmax.sampled_softmax_loss
         monkeypatch.setattr(nextitnet.model.sampled_softmax, 'sampled_softmax_loss',
                             lambda h, *a, **k: seen.append(h) or inner(h, *a, **k))
     else:
-        monkeypatch.setattr(nextitnet.model, 'cross_entropy', lambda z, *a: seen.append(z) or cross_entropy(z, *a))
+        monkeypatch.setattr(nextitnet.model, 'linear_cross_entropy',
+                            lambda h, *a: seen.append(h) or linear_cross_entropy(h, *a))
     X = pt.imatrix('X')
     model._train_loss(model._hidden(X[:, :-1]), X[:, 1:], model._loss_inputs())
     assert len(seen) == 1
