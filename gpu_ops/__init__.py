@@ -18,6 +18,11 @@ custom Op against its reference on random inputs, gradients included.
   its gradient in one pass per row, rows weighted by a mask (reference: recsys_core.softmax).
 - ``gpu_ops.layer_norm.LayerNorm`` / ``LayerNormGrad``: LayerNorm over the last axis forward and
   backward, one pass per row each (reference: the composition in recsys_core.blocks.layer_norm).
+- ``gpu_ops.linear_xent.LinearCrossEntropy``: an output layer h W + b and its full-softmax
+  cross-entropy with every gradient, in blocks of rows whose logits stay in cache (BLAS inside;
+  reference: the product into ``SoftmaxCrossEntropy`` or the composition).
+- :func:`gpu_ops.causal_taps.causal_taps`: the shifted input copies of a causal dilated
+  convolution in one pass, its gradient in one (reference: the Joins in recsys_core.blocks).
 - :func:`gpu_ops.nonzero.flat_nonzero`: a vector's nonzero indices in C (reference: ``pt.nonzero``).
 - ``gpu_ops.sparse_update.SparseAdagrad``: in-place row-sparse adagrad update (reference:
   ``recsys_core.optim.Optimizer``'s composed update).

@@ -8,6 +8,7 @@ What differs from StackRec's class is the optimizer's learning rate: a scalar in
 training step, so the host feeds the cosine schedule and each peer's own rate (difflr) per batch.
 """
 import pytensor.tensor as pt
+from pytensor.gradient import disconnected_grad
 
 from recsys_core.optim import DenseAdam
 from recsys_core.params import KEY_PARAMS, Param, non_negative, positive, probability
@@ -37,6 +38,15 @@ class PeerSASRec(SASRec):
     rezero = False            # the release has no branch scales ...
     input_layer_norm = False  # ... and no LayerNorm on the input
     beta1 = 0.9               # PyTorch's Adam defaults (the release ignores --beta1)
+
+    def _embed(self, X):
+        """SASRec's item plus position embeddings, with the padding row frozen as released: the
+        release builds its embedding with padding_idx, so the row is its random initial vector in
+        every forward pass and gets no gradient (only peer merges change it)."""
+        items = self.shared['item_emb']
+        is_pad = pt.eq(pt.arange(items.shape[0]), self.pad_index)[:, None]
+        table = pt.switch(is_pad, disconnected_grad(items), items)
+        return table[X] + self.shared['pos_emb'][:X.shape[1]][None, :, :]
 
     def training_step(self, learning_rate):
         """(symbolic row matrix X, cost, updates) of one step; ``learning_rate`` a symbolic scalar."""

@@ -14,7 +14,8 @@ plain list of blocks, so the stacking methods of StackRec copy, grow and re-orde
   the attention and a width-d pointwise feed-forward part, each optionally scaled (ReZero-style).
 
 Causal convolutions left-pad the time axis with (k-1)*dilation zeros and apply all k taps as one
-matrix product over the stacked shifted copies (one GEMM per convolution instead of k).
+matrix product over the stacked shifted copies (one GEMM per convolution instead of k); with the
+custom Ops on, one C Op writes the shifted copies (gpu_ops.causal_taps).
 """
 import numpy as np
 import pytensor.tensor as pt
@@ -35,7 +36,11 @@ def causal_conv(x, W, b, dilation):
     """
     k = W.type.shape[0] if W.type.shape[0] is not None else W.get_value(borrow=True).shape[0]
     batch, length, channels = x.shape[0], x.shape[1], x.shape[2]
-    if k > 1:
+    from gpu_ops import custom_ops_enabled
+    if k > 1 and custom_ops_enabled() and x.dtype in ('float32', 'float64') and isinstance(dilation, (int, np.integer)):
+        from gpu_ops.causal_taps import causal_taps
+        taps = causal_taps(x, k, int(dilation))  # the same taps in one C pass (and its gradient in one)
+    elif k > 1:
         padded = pt.concatenate([pt.zeros((batch, (k - 1) * dilation, channels), dtype=x.dtype), x], axis=1)
         taps = pt.concatenate([padded[:, j * dilation:j * dilation + length] for j in range(k)], axis=2)
     else:

@@ -241,6 +241,19 @@ def test_lockstep_peers_differ_and_merge(lockstep):
     assert lockstep['lw'].peer_model(2).seed == 11 and lockstep['lw'].deployed_peer() == 2
 
 
+def test_the_padding_row_is_frozen_as_released(lockstep):
+    """Without merges a peer's padding embedding stays its (random, non-zero) initial vector; the
+    item rows train."""
+    for k in (1, 2):
+        peer = lockstep['none'].peer_model(k)
+        init = peer._init_weights()['item_emb']
+        trained = lockstep['none'].weight_values()['p{}.item_emb'.format(k)]
+        pad = peer.pad_index
+        assert np.abs(init[pad]).max() > 0 and np.array_equal(trained[pad], init[pad])
+        items = np.arange(len(init)) != pad
+        assert not np.allclose(trained[items], init[items], atol=1e-4)
+
+
 @pytest.mark.slow
 def test_lockstep_single_peer_equals_the_deployed_peer_of_independent_peers(tiny_data, lockstep):
     """n_peers=1 with peer 2's seed and base rate is peer 2 of cooperation=none: the same schedule and budget."""
