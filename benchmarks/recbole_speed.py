@@ -44,10 +44,12 @@ Reported per contender: sequences/s (rows of a batch: our windows, RecBole's pre
 also the ratio of the times one epoch over the same events takes) and per round; ratios ours /
 RecBole are the median of the per-round ratios.
 
-Issue 21 (NextItNet targets/s and time to the same HR@20) extends this script: the contenders,
-data and child processes are shared; a new ``kind`` of child task (train with evaluation every N
-steps until HR@20 on a held-out set reaches a target) goes beside ``speed`` in OURS_CHILD /
-RECBOLE_CHILD, and the same round loop alternates it.
+``--converge`` (issue 21): the time to the same HR@20 instead. Each contender (by default
+ours/NextItNet and recbole/NextItNet-noanomaly) trains once, in a fresh process, for ``--budget``
+seconds of training, evaluating HR@20 on RecBole's test split (each user's 50th event ranked from
+the 49 before it, full ranking over the items) every ``--eval-every`` steps with the evaluation off
+the clock; the script prints both curves and the training time each needed to first reach the
+lower of the two best HR@20s.
 """
 import argparse
 import json
