@@ -6,6 +6,9 @@ protocol (each process writes its weights after an epoch and polls for its peer'
 - A file is named by run, peer and epoch (``RUN.peer2.epoch3.snapshot``) and holds them too; a
   reader takes only the file of its run and of the epoch it waits for, so files of an earlier run
   in the same folder (which the release consumed at once) are never read.
+- A file also holds the run's fingerprint (its parameters but the peer, and its training windows):
+  a file of the same run, peer and epoch written by a run with other parameters or data (a run_id
+  used again) is one clear error, not silently merged.
 - A reader waits at most ``timeout`` seconds, then fails with one error naming the peer that
   stopped; its own checkpoint (written before the wait) and files stay as they are, so rerunning
   the same commands resumes both peers.
@@ -29,12 +32,13 @@ SUFFIX = '.snapshot'
 class DirectoryExchange:
     """Snapshots of peers' weights in ``folder`` for the run ``run_id``."""
 
-    def __init__(self, folder, run_id, timeout, poll=0.05):
+    def __init__(self, folder, run_id, timeout, poll=0.05, fingerprint=None):
         if not run_id or not re.fullmatch(r'[A-Za-z0-9_-]+', str(run_id)):
             raise UserError('The exchange through a folder needs run_id: one name (letters, digits, _ and -) shared '
                             'by the peers of one run and no other (python -m peercollab.release --processes picks '
                             'one), not {!r}'.format(run_id))
         self.folder, self.run_id, self.timeout, self.poll = folder, str(run_id), float(timeout), poll
+        self.fingerprint = fingerprint
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
@@ -46,7 +50,8 @@ class DirectoryExchange:
     def publish(self, peer, epoch, weights):
         """Write ``peer``'s weights after ``epoch`` (replacing a file of the same name atomically)."""
         write_atomic(self.path(peer, epoch), {'format': TAG, 'version': VERSION, 'run': self.run_id, 'peer': peer,
-                                              'epoch': epoch, 'weights': dict(weights)})
+                                              'epoch': epoch, 'fingerprint': self.fingerprint,
+                                              'weights': dict(weights)})
 
     def _read(self, peer, epoch):
         """The weights in ``peer``'s file of ``epoch`` when it is this run's, else None."""
@@ -59,6 +64,10 @@ class DirectoryExchange:
             return None
         if (payload.get('run'), payload.get('peer'), payload.get('epoch')) != (self.run_id, peer, epoch):
             return None  # another run's (or a misnamed) file: stale, never mixed in
+        if payload.get('fingerprint') != self.fingerprint:
+            raise UserError('{} was written by a run with other parameters or training data under the same run_id '
+                            '{!r}: give this run its own run_id (or remove the old files)'.format(
+                                self.path(peer, epoch), self.run_id))
         return payload['weights']
 
     def receive(self, peer, epoch, waiting_peer):

@@ -24,6 +24,7 @@ Differences from the release: initialisation is seeded (the release's is not); t
 is never recommended (the release ranks it, though it is never a target); a merge after the last
 epoch (which no evaluation sees) is not done.
 """
+import hashlib
 import math
 from collections import OrderedDict
 
@@ -249,7 +250,13 @@ class PeerCollab(SequenceRecommender):
 
     def _training_plan(self, data, verbose, max_batches=None, vocab_data=None, vocabulary_of=None):
         rows = self._training_rows(data, verbose, vocab_data if self.vocabulary == 'all' else None, vocabulary_of)
-        exchange = DirectoryExchange(self.exchange, self.run_id, self.exchange_timeout) if self.exchange else None
+        exchange = None
+        if self.exchange:
+            params = {k: v for k, v in self.get_params().items() if k != 'peer'}  # what every peer's process shares
+            digest = hashlib.md5(repr(sorted(params.items())).encode())
+            digest.update(np.ascontiguousarray(rows).tobytes())
+            exchange = DirectoryExchange(self.exchange, self.run_id, self.exchange_timeout,
+                                         fingerprint=digest.hexdigest())
         self.weights = self._init_weights()
         self._make_shared()
         local = self.local_peers()

@@ -222,6 +222,11 @@ def test_exchange_reads_only_its_run_and_epoch_and_times_out_clearly(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if '.tmp-' in f]
     with pytest.raises(UserError, match='run_id'):
         DirectoryExchange(str(tmp_path), '../x', 1)
+    # the same run_id used again by a run with other parameters or data: one clear error, not a merge
+    DirectoryExchange(str(tmp_path), 'again', 0.2, fingerprint='first').publish(2, 0, weights)
+    with pytest.raises(UserError, match='other parameters or training data'):
+        DirectoryExchange(str(tmp_path), 'again', 0.2, fingerprint='second').receive(2, 0, 1)
+    assert DirectoryExchange(str(tmp_path), 'again', 0.2, fingerprint='first').receive(2, 0, 1) is not None
 
 
 # ----------------------------------------------------------------- training in lockstep
