@@ -18,6 +18,7 @@ from peercollab import cooperation
 from peercollab.exchange import DirectoryExchange
 from peercollab.model import PeerCollab
 from recsys_core.errors import UserError
+from recsys_core.trainer import TrainingOptions
 
 TINY = dict(hidden=16, num_blocks=2, max_len=12, batch_size=64, n_epochs=3)
 TINY_PS = 'hidden=16,num_blocks=2,max_len=12,batch_size=64,n_epochs=3'
@@ -244,6 +245,32 @@ def test_lockstep_peers_differ_and_merge(lockstep):
     # independent peers match their cooperating twins until the first merge only
     assert not np.allclose(lw['p2.final_W'], none['p2.final_W'], atol=1e-4)
     assert lockstep['lw'].peer_model(2).seed == 11 and lockstep['lw'].deployed_peer() == 2
+
+
+def test_one_merge_per_epoch_after_the_epochs_evaluation(tiny_data, monkeypatch):
+    """Both peers merge once after every epoch but the last, and the weights the epoch's evaluation
+    saw are the deployed peer's pre-merge snapshot (the release evaluates, then merges)."""
+    train, _ = tiny_data
+    merged, evaluated = [], []
+    real = PeerCollab.merge
+
+    def merge(self, own, peer):
+        merged.append({n: np.array(v) for n, v in own.items()})
+        return real(self, own, peer)
+    monkeypatch.setattr(PeerCollab, 'merge', merge)
+
+    def evaluator(model):
+        evaluated.append(model.peer_model(model.deployed_peer()).weight_values())
+        return 0.0
+    model = PeerCollab(cooperation='lw', **TINY)
+    model.fit(train, verbose=False, training=TrainingOptions(evaluator=evaluator, restore_best=False))
+    epochs = TINY['n_epochs']
+    assert len(evaluated) == epochs and len(merged) == 2 * (epochs - 1)
+    assert model.deployed_peer() == 2
+    for e in range(epochs - 1):  # merges after epoch e: peer 1's, then peer 2's own snapshot
+        for name, value in evaluated[e].items():
+            assert np.array_equal(merged[2 * e + 1][name], value), (e, name)
+    assert not np.array_equal(evaluated[1]['final_W'], evaluated[0]['final_W'])
 
 
 def test_the_padding_row_is_frozen_as_released(lockstep):
