@@ -154,3 +154,33 @@ def test_a_study_refuses_a_different_search_setup(tmp_path):
     open_study(storage, 'same', {'space': [1], 'fixed': 'a=1'})
     with pytest.raises(UserError, match=r'different search setup \(fixed differ\)'):
         open_study(storage, 'same', {'space': [1], 'fixed': 'a=2'})
+
+
+def test_workers_racing_to_create_the_tables_retry(tmp_path, monkeypatch):
+    """A worker that loses the race to create Optuna's tables on a fresh database (PostgreSQL's unique
+    violation on pg_type) opens the storage on its next attempt; any other error is one UserError."""
+    from recsys_core.tuning import study as study_module
+    real, calls = study_module.RDBStorage, []
+
+    class IntegrityError(Exception):
+        pass
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError('duplicate key value violates unique constraint "pg_type_typname_nsp_index" '
+                                 'DETAIL: Key (typname, typnamespace)=(alembic_version, 2200) already exists.')
+        return real(*args, **kwargs)
+    monkeypatch.setattr(study_module, 'RDBStorage', racing)
+    monkeypatch.setattr(study_module.time, 'sleep', lambda s: None)
+    assert open_storage('sqlite:///' + str(tmp_path / 'study.db'), heartbeat_interval=1) is not None
+    assert len(calls) == 2
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise IntegrityError('some other constraint')
+    monkeypatch.setattr(study_module, 'RDBStorage', broken)
+    calls.clear()
+    with pytest.raises(UserError, match='Cannot open the Optuna storage'):
+        open_storage('sqlite:///' + str(tmp_path / 'other.db'), heartbeat_interval=1)
+    assert len(calls) == 1

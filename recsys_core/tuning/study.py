@@ -47,12 +47,31 @@ def open_storage(url, heartbeat_interval):
         engine_kwargs['connect_args'] = {'connect_timeout': 15}
         engine_kwargs['pool_pre_ping'] = True
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                          grace_period=2 * heartbeat_interval, heartbeat_stale_trial_callback=RETRY)
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                  grace_period=2 * heartbeat_interval, heartbeat_stale_trial_callback=RETRY)
+            except Exception as e:
+                # Workers started together on a fresh database race to create Optuna's tables: the
+                # loser's CREATE TABLE fails (PostgreSQL: a unique violation on pg_type), and the
+                # tables exist when it tries again.
+                if attempt + 1 == SCHEMA_ATTEMPTS or not _schema_race(e):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except Exception as e:  # sqlalchemy/driver errors of every kind: the URL is the user's
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError('Cannot open the Optuna storage {}: {}: {}'.format(mask_password(url), type(e).__name__,
                                                                             reason)) from None
+
+
+SCHEMA_ATTEMPTS = 5
+
+
+def _schema_race(error):
+    """Whether ``error`` is another worker creating the same tables at the same moment."""
+    text = str(error)
+    return type(error).__name__ in ('IntegrityError', 'ProgrammingError', 'OperationalError') and (
+        'already exists' in text or 'UniqueViolation' in text or 'duplicate key' in text)
 
 
 def config_fingerprint(config):
