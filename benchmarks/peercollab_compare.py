@@ -18,6 +18,11 @@ included; evaluation excluded) against 'none', over all epochs and in each run's
 the paper's ML-20M size (V = 20001 items, d = 256, 2 blocks, random weights).
 
 synthetic: recsys_core.synthetic sessions read as users (--users, --items, mean length 12).
+    python benchmarks/peercollab_compare.py --overhead_rounds 5 [--overhead_epochs 3]
+
+measures instead only the per-step time of LW and PW against two independent peers, in alternated
+short runs (see overhead_rounds).
+
 lastfm: ../shared/data/lastfm_sessions (NextItNet's Last.fm sample; 1804 users of 5 items, max_len 5).
 """
 import argparse
@@ -130,6 +135,40 @@ def run_dataset(name, path, args, out):
     return results
 
 
+def overhead_rounds(path, args):
+    """Time per step of LW and PW peers against two independent ones, alternated: ``--overhead_rounds``
+    rounds, each training none, lw and pw for ``--overhead_epochs`` epochs in turn (rotated order,
+    one process, compilation not timed), without evaluation. Per round the ratio of seconds per step over
+    the epochs after the first (each of which starts with a merge); the median and every round's
+    ratio are printed. A shared machine's speed drifts between runs minutes apart; alternating short
+    runs puts each ratio's two sides next to each other."""
+    import numpy as np
+
+    from peercollab.model import PeerCollab
+    from peercollab.release import split_events
+    train_events, _ = split_events(path, args.max_len)
+    base = dict(hidden=args.hidden, num_blocks=2, max_len=args.max_len, batch_size=args.batch_size,
+                n_epochs=args.overhead_epochs, learning_rate=args.lr)
+    runs = [(name, params) for name, params in RUNS if name in ('none', 'lw', 'pw')]
+    per_step = {name: [] for name, _ in runs}
+    for r in range(args.overhead_rounds):
+        for name, params in runs[r % len(runs):] + runs[:r % len(runs)]:
+            model = PeerCollab(**dict(base, **params)).fit(train_events, verbose=False)
+            later = model.epoch_stats[1:]
+            per_step[name].append(sum(s['seconds'] for s in later) / sum(s['minibatches'] for s in later))
+    steps = model.epoch_stats[-1]['minibatches']
+    print('\nper-step time against two independent peers, {} alternated rounds of {} epochs ({} steps each):'.format(
+        args.overhead_rounds, args.overhead_epochs, steps))
+    out = {}
+    for name in ('lw', 'pw'):
+        ratios = [a / b for a, b in zip(per_step[name], per_step['none'])]
+        out[name] = ratios
+        print('  {}: median {:.3f}x (rounds: {}); none {:.1f} ms/step (median)'.format(
+            name, float(np.median(ratios)), ' '.join('{:.3f}'.format(x) for x in ratios),
+            1000 * float(np.median(per_step['none']))))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--datasets', nargs='+', default=['synthetic', 'lastfm'], choices=['synthetic', 'lastfm'])
@@ -141,6 +180,9 @@ def main():
     ap.add_argument('--users', type=int, default=3000, help='synthetic users')
     ap.add_argument('--items', type=int, default=1000, help='synthetic items')
     ap.add_argument('--out', default=None, help='folder for the runs (default: a temporary one)')
+    ap.add_argument('--overhead_rounds', type=int, default=0,
+                    help='instead: the per-step overhead of LW/PW, alternated rounds on the synthetic data')
+    ap.add_argument('--overhead_epochs', type=int, default=3)
     args = ap.parse_args()
     from recsys_core import backend
     backend.configure('cpu', verbose=True)
@@ -149,6 +191,9 @@ def main():
     print('command: {}'.format(' '.join(sys.argv)))
     out = args.out or tempfile.mkdtemp(prefix='peercollab_compare_')
     os.makedirs(out, exist_ok=True)
+    if args.overhead_rounds:
+        overhead_rounds(synthetic_file(out, args.users, args.items), args)
+        return
     results = {}
     for name in args.datasets:
         path = synthetic_file(out, args.users, args.items) if name == 'synthetic' else LASTFM
