@@ -150,8 +150,8 @@ print('RESULT', json.dumps(dict(steps=task['steps'], wall=sum(walls[task['warmup
 
 # RecBole's model in a fresh process (cwd: a scratch folder, where RecBole writes log/ and
 # log_tensorboard/): its Config, dataset, data_preparation, model and Trainer as a user runs them.
-RECBOLE_CHILD = r'''
-import itertools, json, sys, time, warnings
+RECBOLE_SETUP = r'''
+import json, sys, time, warnings
 warnings.filterwarnings('ignore')
 import torch
 task = json.loads({task!r})
@@ -168,6 +168,7 @@ cfg = dict(data_path=task['data_path'], USER_ID_FIELD='user_id', ITEM_ID_FIELD='
            train_batch_size=task['batch'], eval_batch_size=task['batch'], epochs=1, use_gpu=False, device='cpu',
            show_progress=False, state='ERROR', train_neg_sample_args=None, loss_type='CE', log_wandb=False,
            eval_args={{'split': {{'LS': 'valid_and_test'}}, 'order': 'TO', 'group_by': 'user', 'mode': 'full'}},
+           metrics=['Hit'], topk=[20], valid_metric='Hit@20',
            checkpoint_dir='saved', worker=0, reproducibility=False, seed=2020, shuffle=True)
 cfg.update(task['params'])
 config = Config(model=task['model'], dataset='bench', config_dict=cfg)
@@ -177,6 +178,10 @@ dataset = create_dataset(config)
 train_data, valid_data, test_data = data_preparation(config, dataset)
 model = get_model(config['model'])(config, train_data._dataset).to(config['device'])
 trainer = Trainer(config, model)
+'''
+
+RECBOLE_CHILD = RECBOLE_SETUP + r'''
+import itertools
 
 class Batches:
     """The first n batches of the loader (a fresh shuffled pass each time)."""
@@ -255,34 +260,7 @@ print('RESULT', json.dumps(dict(curve=curve, rows_per_step=task['params']['batch
       targets_per_row=task['train_len'] - 1, vocabulary=model.n_vocab)))
 """
 
-RECBOLE_CONVERGE = r"""
-import json, sys, time, warnings
-warnings.filterwarnings('ignore')
-import torch
-task = json.loads({task!r})
-torch.set_num_threads(task['threads'])
-from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import init_seed, get_model
-from recbole.trainer import Trainer
-import recbole.model.sequential_recommender  # noqa: F401 (what get_model imports; sets anomaly mode)
-if not task['anomaly']:
-    torch.autograd.set_detect_anomaly(False)
-cfg = dict(data_path=task['data_path'], USER_ID_FIELD='user_id', ITEM_ID_FIELD='item_id', TIME_FIELD='timestamp',
-           load_col={{'inter': ['user_id', 'item_id', 'timestamp']}}, MAX_ITEM_LIST_LENGTH=task['max_items'],
-           train_batch_size=task['batch'], eval_batch_size=task['batch'], epochs=1, use_gpu=False, device='cpu',
-           show_progress=False, state='ERROR', train_neg_sample_args=None, loss_type='CE', log_wandb=False,
-           eval_args={{'split': {{'LS': 'valid_and_test'}}, 'order': 'TO', 'group_by': 'user', 'mode': 'full'}},
-           metrics=['Hit'], topk=[20], valid_metric='Hit@20',
-           checkpoint_dir='saved', worker=0, reproducibility=False, seed=2020, shuffle=True)
-cfg.update(task['params'])
-config = Config(model=task['model'], dataset='bench', config_dict=cfg)
-torch.set_num_threads(task['threads'])
-init_seed(config['seed'], config['reproducibility'])
-dataset = create_dataset(config)
-train_data, valid_data, test_data = data_preparation(config, dataset)
-model = get_model(config['model'])(config, train_data._dataset).to(config['device'])
-trainer = Trainer(config, model)
+RECBOLE_CONVERGE = RECBOLE_SETUP + r"""
 
 class Chunk:
     # the next n batches of RecBole's shuffled epochs: a new shuffled pass when one ends
