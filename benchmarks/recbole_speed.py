@@ -104,7 +104,7 @@ PAIRS = [(a, b) for a in ('ours/NextItNet', 'ours/StackNextItNet') for b in ('re
 
 # Our model in a fresh process: fit() on the first TRAIN_LEN events of each session; each call of
 # the compiled step is timed (wall and CPU); training stops after WARMUP + steps calls.
-OURS_CHILD = r'''
+OURS_SETUP = r'''
 import importlib, json, sys, time
 import pandas as pd
 sys.path.insert(0, {root!r})
@@ -114,10 +114,13 @@ events = pd.read_csv(task['events'], sep='\t', dtype={{'ItemId': str}})
 pos = events.groupby('SessionId').cumcount()
 train, rest = events[pos < task['train_len']], events[pos >= task['train_len']]
 base = getattr(importlib.import_module(task['module']), task['cls'])
-walls, cpus, total = [], [], task['warmup'] + task['steps']
 
 class Done(Exception):
     pass
+'''
+
+OURS_CHILD = OURS_SETUP + r'''
+walls, cpus, total = [], [], task['warmup'] + task['steps']
 
 class Timed(base):
     def _training_plan(self, *args, **kwargs):
@@ -209,23 +212,11 @@ print('RESULT', json.dumps(dict(steps=task['steps'], wall=wall, cpu=cpu, rows_pe
 # full ranking over the items) every ``eval_every`` steps with the evaluation off the clock, until
 # ``budget`` seconds of training. The clock runs from the first training step (setup and
 # compilation excluded, as above) and includes everything else: batching, the trainer, the steps.
-OURS_CONVERGE = r"""
-import importlib, json, sys, time
-import pandas as pd
-sys.path.insert(0, {root!r})
-from recsys_core import backend; backend.configure('cpu')
+OURS_CONVERGE = OURS_SETUP + r"""
 from recsys_core.last_item_eval import evaluate_last_items
 from recsys_core.trainer import TrainingOptions
-task = json.loads({task!r})
-events = pd.read_csv(task['events'], sep='\t', dtype={{'ItemId': str}})
-pos = events.groupby('SessionId').cumcount()
-train, rest = events[pos < task['train_len']], events[pos >= task['train_len']]
-base = getattr(importlib.import_module(task['module']), task['cls'])
 clock = dict(start=None, evaluating=0.0, steps=0)
 curve = []
-
-class Done(Exception):
-    pass
 
 class Clocked(base):
     def _training_plan(self, *args, **kwargs):
