@@ -29,6 +29,7 @@ from pytensor.graph.basic import Apply
 from pytensor.link.c.op import COp
 
 from .c_code import PARALLEL_C, ParallelLoops, source_version
+from .softmax_xent import counted_rows_loss
 
 ROWS = 128  # rows per block: a block's logits (ROWS x V) should stay in the core's cache
 
@@ -185,21 +186,10 @@ class LinearCrossEntropy(ParallelLoops, COp):
         self._check(h, W, b, y, w)
         counted = w != 0
         norm = max(float(w.sum()), 1.0) if self.mean else 1.0
-        dh = np.zeros_like(h)
-        total = 0.0
         rows = np.flatnonzero(counted)
-        g = np.zeros((len(rows), W.shape[1]), dtype=h.dtype)
-        if len(rows):
-            z = h[rows] @ W + b
-            m = z.max(axis=1, keepdims=True)
-            e = np.exp(z - m)
-            s = e.sum(axis=1, keepdims=True)
-            scale = (w[rows] / norm).astype(h.dtype)[:, None]
-            g = e * (scale / s)
-            g[np.arange(len(rows)), y[rows]] -= scale[:, 0]
-            dh[rows] = g @ W.T
-            nll = np.log(s[:, 0].astype(np.float64)) - (z[np.arange(len(rows)), y[rows]] - m[:, 0]).astype(np.float64)
-            total = float((w[rows].astype(np.float64) * nll).sum())
+        total, g = counted_rows_loss((h[rows] @ W + b).astype(h.dtype), y[rows], w[rows], norm)
+        dh = np.zeros_like(h)
+        dh[rows] = g @ W.T
         outputs[0][0] = np.asarray(total / norm, dtype=h.dtype)
         outputs[1][0] = dh
         outputs[2][0] = (h[rows].T @ g).astype(h.dtype)

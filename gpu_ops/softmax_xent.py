@@ -68,6 +68,22 @@ static ptrdiff_t sx_matrix(const T* z, const npy_int64* y, const T* w, T* g, ptr
 '''
 
 
+def counted_rows_loss(z, y, w, norm):
+    """numpy reference of the counted rows (weights w != 0): (sum_i w_i nll_i, d loss / d z) with the
+    gradient scaled by w_i / norm; shifted by the row maximum."""
+    if not len(z):
+        return 0.0, np.zeros_like(z)
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(axis=1, keepdims=True)
+    scale = (w / norm).astype(z.dtype)[:, None]
+    g = e * (scale / s)
+    at = np.arange(len(z))
+    g[at, y] -= scale[:, 0]
+    nll = np.log(s[:, 0].astype(np.float64)) - (z[at, y] - m[:, 0]).astype(np.float64)
+    return float((w.astype(np.float64) * nll).sum()), g
+
+
 class SoftmaxCrossEntropy(ParallelLoops, COp):
     """(loss, d loss / d logits) of the softmax cross-entropy of ``labels`` under ``logits`` rows
     weighted by ``weights``: the weighted mean (``mean=True``) or sum."""
@@ -95,20 +111,9 @@ class SoftmaxCrossEntropy(ParallelLoops, COp):
         if np.any(counted & ((y < 0) | (y >= v))):
             raise ValueError('SoftmaxCrossEntropy: a label is out of range [0, {})'.format(v))
         norm = max(float(w.sum()), 1.0) if self.mean else 1.0
-        g = np.zeros_like(z)
-        total = 0.0
         rows = np.flatnonzero(counted)
-        if len(rows):
-            zr = z[rows]
-            m = zr.max(axis=1, keepdims=True)
-            e = np.exp(zr - m)
-            s = e.sum(axis=1, keepdims=True)
-            scale = (w[rows] / norm).astype(z.dtype)[:, None]
-            gr = e * (scale / s)
-            gr[np.arange(len(rows)), y[rows]] -= scale[:, 0]
-            g[rows] = gr
-            nll = np.log(s[:, 0].astype(np.float64)) - (zr[np.arange(len(rows)), y[rows]] - m[:, 0]).astype(np.float64)
-            total = float((w[rows].astype(np.float64) * nll).sum())
+        g = np.zeros_like(z)
+        total, g[rows] = counted_rows_loss(z[rows], y[rows], w[rows], norm)
         outputs[0][0] = np.asarray(total / norm, dtype=z.dtype)
         outputs[1][0] = g
 
