@@ -7,7 +7,9 @@ products (counted from the model's weight shapes: every GEMM forward, plus the t
 pass), the GEMM rate of this machine through the same BLAS and threads (a PyTensor 1024^3 float32
 product), and the ratio bound / step (1.0 = the step costs only its products at peak rate). Steps
 and the GEMM rate are measured alternately (5 rounds of steps, each followed by the rate); the
-table shows the median round and every round's ratio.
+table shows the median round and every round's ratio. The last two columns: the seconds the step's
+own products take alone, back to back through the same BLAS (measured in every round too), and
+the step's ratio to that (median of the rounds): the bound as this BLAS runs these shapes.
 
     python benchmarks/sequence_models_speed.py --bound [--threads 1,2] [--batches 30]
 
@@ -52,36 +54,70 @@ def pytensor_gemm_gflops(n=1024, repeats=20):
     return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def step_gemm_flops(model, labels):
-    """FLOPs of one step's matrix products: 3 x forward (the backward pass has two per GEMM)."""
+def step_gemm_shapes(model, labels):
+    """The step's matrix products as (m, k, n) triples, row-major (m x k) times (k x n): each GEMM of
+    the forward pass and the two of its backward pass (input and weight gradients)."""
     P = labels.size  # every position of the window: the network runs on all of them
     C, k = model.dilated_channels, model.kernel_size
-    fwd = len(model.dilations) * 2 * (2 * P * k * C * C)  # two dilated convolutions per residual block
+    forward = [(P, k * C, C)] * (2 * len(model.dilations))  # two dilated convolutions per residual block
     if getattr(model, 'padding_loss', 'released') == 'skip':  # the output layer scores the real targets only
         labels = labels[labels != model.pad_index]
         P = labels.size
     shapes = {name: np.shape(v) for name, v in model.weights.items()}
     if getattr(model, 'block_input', False):  # each tail's up-projection runs on every position
-        fwd += sum(2 * P * s[0] * s[1] for n, s in shapes.items() if n.startswith('in_proj'))
+        forward += [(P, s[0], s[1]) for n, s in shapes.items() if n.startswith('in_proj')]
     if getattr(model, 'block_output', False):  # the head on every row, tail j on the rows of its targets
         bounds, y = model.bounds, labels.ravel()
-        fwd += 2 * P * C * shapes['out_head'][1]
+        forward.append((P, C, shapes['out_head'][1]))
         for j in range(len(bounds) - 1):
             rows = int(((y >= bounds[j]) & (y < bounds[j + 1])).sum())
             down, tail = shapes['out_down{}'.format(j + 1)], shapes['out_tail{}'.format(j + 1)]
-            fwd += 2 * rows * (down[0] * down[1] + tail[0] * tail[1])
+            forward += [(rows, down[0], down[1]), (rows, tail[0], tail[1])]
     else:
-        fwd += 2 * P * C * model.n_vocab
-    return 3 * fwd
+        forward.append((P, C, model.n_vocab))
+    backward = []
+    for m, kk, n in forward:
+        backward += [(m, n, kk), (kk, m, n)]  # d input = g W^T, d W = x^T g
+    return [s for s in forward + backward if min(s) > 0]
 
 
-def interleaved(model, data, rounds, steps, warmup=3):
+def step_gemm_flops(model, labels):
+    """FLOPs of one step's matrix products."""
+    return sum(2 * m * k * n for m, k, n in step_gemm_shapes(model, labels))
+
+
+def products_alone_seconds(shapes, repeats=3):
+    """Seconds the step's own GEMMs take back to back through PyTensor's BLAS on these threads: the
+    bound a step can reach on this BLAS, below the 1024^3 rate where its shapes are thin (inner
+    dimension or output 64 wide)."""
+    import pytensor.tensor as pt
+    from recsys_core.backend import compile_function
+    rng = np.random.default_rng(0)
+    fns = {}
+    for shape in set(shapes):
+        m, k, n = shape
+        a, b = pt.matrix('a'), pt.matrix('b')
+        fns[shape] = (compile_function([a, b], pt.dot(a, b)), rng.random((m, k), dtype='float32'),
+                      rng.random((k, n), dtype='float32'))
+    for f, x, y in fns.values():
+        f(x, y)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        for shape in shapes:
+            f, x, y = fns[shape]
+            f(x, y)
+    return (time.perf_counter() - t0) / repeats
+
+
+def interleaved(model, data, rounds, steps, labels, warmup=3):
     """Step time and GEMM rate measured alternately: ``rounds`` x (``steps`` training steps, then the
-    1024^3 product): per round the mean step time and the rate measured right after it. This shared
+    1024^3 product, then the step's own products alone): per round the mean step time, the rate and
+    the products' time measured right after it. This shared
     VM's speed drifts by 30% within a minute, so a rate measured minutes away from the steps it bounds
     would move the ratio more than any change to the step."""
     model._compiled = {}
     plan = model._training_plan(data, verbose=False)
+    shapes = step_gemm_shapes(model, labels)  # the weights exist once the plan is made
     batches = iter(plan.batches(0))
 
     def run(n):
@@ -97,7 +133,7 @@ def interleaved(model, data, rounds, steps, warmup=3):
     out = []
     for _ in range(rounds):
         step = run(steps)
-        out.append((step, pytensor_gemm_gflops(repeats=10)))
+        out.append((step, pytensor_gemm_gflops(repeats=10), products_alone_seconds(shapes)))
     return out
 
 
@@ -111,15 +147,17 @@ def child(batches):
     rounds = 5
     for name, (package, params) in CASES.items():
         model = model_class(package)(**COMMON, **params)
-        measured = interleaved(model, data, rounds, max(1, batches // rounds))
         rows = model._training_rows(data, verbose=False)
         labels = rows[:model.batch_size, 1:]
+        measured = interleaved(model, data, rounds, max(1, batches // rounds), labels)
         gflop = step_gemm_flops(model, labels) / 1e9
-        ratios = [gflop / rate / step for step, rate in measured]
+        ratios = [gflop / rate / step for step, rate, _ in measured]
+        own = [alone / step for step, _, alone in measured]
         k = int(np.argsort(ratios)[len(ratios) // 2])  # the median round
-        step, rate = measured[k]
+        step, rate, alone = measured[k]
         out['models'].append(dict(name=name, vocabulary=int(model.n_vocab), gflop=gflop, step_s=step, gemm_gflops=rate,
-                                  bound_s=gflop / rate, ratio=ratios[k], ratios=ratios,
+                                  bound_s=gflop / rate, ratio=ratios[k], ratios=ratios, products_s=alone,
+                                  products_ratio=float(np.median(own)), products_ratios=own,
                                   real_targets=float((labels != model.pad_index).mean())))
     print('RESULT ' + json.dumps(out))
 
@@ -134,13 +172,15 @@ def main(threads=(1, 2), batches=30):
         if proc.returncode or not line:
             sys.exit('step bound child with {} threads failed:\n{}'.format(n, proc.stderr[-3000:]))
         results.append(json.loads(line[0][7:]))
-    print('{:<28} {:>7} {:>11} {:>9} {:>10} {:>10} {:>7}  {}'.format('model', 'threads', 'GEMM GF/s', 'GFLOP', 'step s',
-                                                                      'bound s', 'ratio', 'ratio per round'))
+    print('{:<28} {:>7} {:>11} {:>9} {:>10} {:>10} {:>7}  {:<26} {:>10} {:>7}'.format(
+        'model', 'threads', 'GEMM GF/s', 'GFLOP', 'step s', 'bound s', 'ratio', 'ratio per round', 'products s',
+        'ratio'))
     for r in results:
         for m in r['models']:
-            print('{:<28} {:>7} {:>11.1f} {:>9.2f} {:>10.4f} {:>10.4f} {:>6.0f}%  {}'.format(
+            print('{:<28} {:>7} {:>11.1f} {:>9.2f} {:>10.4f} {:>10.4f} {:>6.0f}%  {:<26} {:>10.4f} {:>6.0f}%'.format(
                 m['name'], r['threads'], m['gemm_gflops'], m['gflop'], m['step_s'], m['bound_s'], 100 * m['ratio'],
-                ' '.join('{:.0f}%'.format(100 * x) for x in m['ratios'])))
+                ' '.join('{:.0f}%'.format(100 * x) for x in m['ratios']), m['products_s'],
+                100 * m['products_ratio']))
         print('  (vocabulary {}; real targets {:.0%} of the positions)'.format(r['models'][0]['vocabulary'],
                                                                                r['models'][0]['real_targets']))
     return results
