@@ -86,21 +86,25 @@ def step_gemm_flops(model, labels):
     return sum(2 * m * k * n for m, k, n in step_gemm_shapes(model, labels))
 
 
-def products_alone_seconds(shapes, repeats=3):
-    """Seconds the step's own GEMMs take back to back through PyTensor's BLAS on these threads: the
-    bound a step can reach on this BLAS, below the 1024^3 rate where its shapes are thin (inner
-    dimension or output 64 wide)."""
+def product_functions(shapes):
+    """One compiled PyTensor product per distinct (m, k, n), with its float32 operands."""
     import pytensor.tensor as pt
     from recsys_core.backend import compile_function
     rng = np.random.default_rng(0)
     fns = {}
-    for shape in set(shapes):
-        m, k, n = shape
+    for m, k, n in set(shapes):
         a, b = pt.matrix('a'), pt.matrix('b')
-        fns[shape] = (compile_function([a, b], pt.dot(a, b)), rng.random((m, k), dtype='float32'),
-                      rng.random((k, n), dtype='float32'))
+        fns[m, k, n] = (compile_function([a, b], pt.dot(a, b)), rng.random((m, k), dtype='float32'),
+                        rng.random((k, n), dtype='float32'))
     for f, x, y in fns.values():
         f(x, y)
+    return fns
+
+
+def products_alone_seconds(shapes, fns, repeats=3):
+    """Seconds the step's own GEMMs take back to back through PyTensor's BLAS on these threads: the
+    bound a step can reach on this BLAS, below the 1024^3 rate where its shapes are thin (inner
+    dimension or output 64 wide). ``fns``: :func:`product_functions` of the shapes."""
     t0 = time.perf_counter()
     for _ in range(repeats):
         for shape in shapes:
@@ -112,12 +116,13 @@ def products_alone_seconds(shapes, repeats=3):
 def interleaved(model, data, rounds, steps, labels, warmup=3):
     """Step time and GEMM rate measured alternately: ``rounds`` x (``steps`` training steps, then the
     1024^3 product, then the step's own products alone): per round the mean step time, the rate and
-    the products' time measured right after it. This shared
-    VM's speed drifts by 30% within a minute, so a rate measured minutes away from the steps it bounds
-    would move the ratio more than any change to the step."""
+    the products' time measured right after it. This shared VM's speed drifts by 30% within a
+    minute, so a rate measured minutes away from the steps it bounds would move the ratio more than
+    any change to the step."""
     model._compiled = {}
     plan = model._training_plan(data, verbose=False)
     shapes = step_gemm_shapes(model, labels)  # the weights exist once the plan is made
+    fns = product_functions(shapes)
     batches = iter(plan.batches(0))
 
     def run(n):
@@ -133,7 +138,7 @@ def interleaved(model, data, rounds, steps, labels, warmup=3):
     out = []
     for _ in range(rounds):
         step = run(steps)
-        out.append((step, pytensor_gemm_gflops(repeats=10), products_alone_seconds(shapes)))
+        out.append((step, pytensor_gemm_gflops(repeats=10), products_alone_seconds(shapes, fns)))
     return out
 
 
