@@ -193,3 +193,205 @@ def make_sparse_adagrad_inplace(fgraph, node):
 
 optdb.register('gpu_ops_sparse_adagrad_inplace', in2out(make_sparse_adagrad_inplace, ignore_newtrees=True),
                'row_scatter', 'inplace', position=70.8)
+
+
+@numba.njit(cache=True, nogil=True)
+def _adagrad_occurrences(W, acc, vel, rows, inv, g, lr, momentum, lmbd, eps):
+    n, k = W.shape[0], rows.shape[0]
+    for r in range(k):  # every index checked first: no half-applied update on bad input
+        if rows[r] < 0 or rows[r] >= n:
+            return r
+    for o in range(inv.shape[0]):
+        if inv[o] < 0 or inv[o] >= k:
+            return k + o
+    old_w, old_a, old_v = W[rows].copy(), acc[rows].copy(), vel[rows].copy()
+    for o in range(inv.shape[0]):  # occurrences in order: the last one's state survives
+        s = inv[o]
+        w = rows[s]
+        for j in range(W.shape[1]):
+            gj = g[o, j]
+            a = old_a[s, j] + gj * gj
+            acc[w, j] += gj * gj
+            delta = lr * (gj / math.sqrt(a + eps) + lmbd * old_w[s, j])
+            if momentum > 0:
+                v = momentum * old_v[s, j] - delta
+                vel[w, j] = v
+                W[w, j] += v
+            else:
+                W[w, j] -= delta
+    return -1
+
+
+class SparseAdagradOccurrences(ParallelLoops, COp):
+    """The Theano original's row-sparse adagrad (+momentum, +L2): one update per occurrence of a row.
+
+    Inputs: W, acc (and vel with momentum), the distinct ``rows``, ``inv`` (for every occurrence, its
+    position in ``rows``) and one gradient row per occurrence. Every occurrence's step is computed
+    from the state before the update: a = acc + g_o^2, d = lr (g_o / sqrt(a + eps) + lmbd W),
+    v = momentum vel - d; the weight row gets every occurrence's v (or -d) added in order, acc every
+    g_o^2, and vel keeps the last occurrence's v. That is what the original's graph computes: its
+    ``set_subtensor(acc[i], acc[i] + g^2)`` is rewritten by Theano (and PyTensor) into
+    ``inc_subtensor(acc[i], g^2)`` (local_set_to_inc_subtensor), its velocity ``set_subtensor`` keeps
+    the last of repeated writes (on the CPU) and its weight ``inc_subtensor`` adds them all.
+    Reference: ``recsys_core.optim.Optimizer``'s per-occurrence composition.
+    """
+    __props__ = ('learning_rate', 'momentum', 'lmbd', 'epsilon', 'inplace')
+
+    def __init__(self, learning_rate, momentum=0.0, lmbd=0.0, epsilon=1e-6, inplace=False):
+        self.learning_rate, self.momentum = float(learning_rate), float(momentum)
+        self.lmbd, self.epsilon, self.inplace = float(lmbd), float(epsilon), inplace
+        n_state = 3 if self.momentum > 0 else 2
+        if inplace:
+            self.destroy_map = {i: [i] for i in range(n_state)}
+
+    def make_node(self, W, acc, *rest):
+        state = [W, acc] + (list(rest[:1]) if self.momentum > 0 else [])
+        rows, inv, g = rest[-3:]
+        return Apply(self, state + [rows, inv, g], [s.type() for s in state])
+
+    def perform(self, node, inputs, outputs):
+        n_state = len(outputs)
+        state, (rows, inv, g) = list(inputs[:n_state]), inputs[n_state:]
+        if not self.inplace:
+            state = [x.copy() for x in state]
+        W, acc = state[0], state[1]
+        vel = state[2] if n_state == 3 else acc
+        rows64 = rows.astype(np.int64, copy=False)
+        bad = _adagrad_occurrences(_as_matrix(W), _as_matrix(acc), _as_matrix(vel), rows64,
+                                   inv.astype(np.int64, copy=False), np.ascontiguousarray(_as_matrix(g)),
+                                   self.learning_rate, self.momentum, self.lmbd, self.epsilon)
+        if bad >= len(rows):
+            raise IndexError('occurrence {} points outside the {} rows'.format(bad - len(rows), len(rows)))
+        if bad >= 0:
+            raise IndexError('row index {} out of bounds for {} rows'.format(rows[bad], W.shape[0]))
+        for out, value in zip(outputs, state):
+            out[0] = value
+
+    def infer_shape(self, fgraph, node, shapes):
+        return shapes[:len(node.outputs)]
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        """The same update as ``perform``: occurrences grouped by row (a counting sort that keeps their
+        order), rows in parallel; a row used once is updated in place like :class:`SparseAdagrad`."""
+        fail = sub['fail']
+        n_state = len(outputs)
+        rows, inv, g = inputs[n_state:]
+        code = ''
+        for i, o in zip(inputs[:n_state], outputs):
+            code += alias_or_copy(i, o, self.inplace, fail)
+            code += '''
+        if (!PyArray_IS_C_CONTIGUOUS({o}) || PyArray_NDIM({o}) != PyArray_NDIM({g})) {{
+            PyErr_SetString(PyExc_ValueError, "SparseAdagradOccurrences: state must be C-contiguous and match the gradient's dimensions");
+            {fail}
+        }}
+        '''.format(o=o, g=g, fail=fail)
+        W, acc = outputs[0], outputs[1]
+        vel = outputs[2] if n_state == 3 else outputs[1]
+        return code + '''
+        {{
+            const int nd = PyArray_NDIM({W});
+            const npy_intp n = nd ? PyArray_DIMS({W})[0] : 1;
+            npy_intp m = 1;
+            for (int d = 1; d < nd; ++d) {{
+                m *= PyArray_DIMS({W})[d];
+                if (PyArray_DIMS({g})[d] != PyArray_DIMS({W})[d]) {{
+                    PyErr_SetString(PyExc_ValueError, "SparseAdagradOccurrences: gradient rows and weight rows differ in shape");
+                    {fail}
+                }}
+            }}
+            const npy_intp k = PyArray_DIMS({rows})[0], no = PyArray_DIMS({inv})[0];
+            if (nd == 0 || PyArray_DIMS({g})[0] != no) {{
+                PyErr_SetString(PyExc_ValueError, "SparseAdagradOccurrences: one gradient row per occurrence needed");
+                {fail}
+            }}
+            const dtype_{rows}* rd = (const dtype_{rows}*) PyArray_DATA({rows});
+            const npy_intp rs = PyArray_STRIDES({rows})[0] / sizeof(dtype_{rows});
+            const dtype_{inv}* id = (const dtype_{inv}*) PyArray_DATA({inv});
+            const npy_intp is = PyArray_STRIDES({inv})[0] / sizeof(dtype_{inv});
+            for (npy_intp r = 0; r < k; ++r) {{  // every index checked before anything is touched
+                const npy_intp w = (npy_intp) rd[r * rs];
+                if (w < 0 || w >= n) {{
+                    PyErr_Format(PyExc_IndexError, "row index %ld out of bounds for %ld rows", (long) w, (long) n);
+                    {fail}
+                }}
+            }}
+            for (npy_intp o = 0; o < no; ++o) {{
+                const npy_intp s = (npy_intp) id[o * is];
+                if (s < 0 || s >= k) {{
+                    PyErr_Format(PyExc_IndexError, "occurrence %ld points outside the %ld rows", (long) o, (long) k);
+                    {fail}
+                }}
+            }}
+            PyArrayObject* gc = PyArray_GETCONTIGUOUS({g});
+            if (!gc) {{ {fail} }}
+            std::vector<npy_intp> start(k + 1, 0), order(no);
+            for (npy_intp o = 0; o < no; ++o) start[(npy_intp) id[o * is] + 1] += 1;
+            for (npy_intp s = 0; s < k; ++s) start[s + 1] += start[s];
+            {{
+                std::vector<npy_intp> fill(start.begin(), start.end() - 1);
+                for (npy_intp o = 0; o < no; ++o) order[fill[(npy_intp) id[o * is]]++] = o;
+            }}
+            const dtype_{g}* gd = (const dtype_{g}*) PyArray_DATA(gc);
+            dtype_{W}* Wd = (dtype_{W}*) PyArray_DATA({W});
+            dtype_{W}* Ad = (dtype_{W}*) PyArray_DATA({acc});
+            dtype_{W}* Vd = (dtype_{W}*) PyArray_DATA({vel});
+            const dtype_{W} lr = {lr}, mom = {mom}, lmbd = {lmbd}, eps = {eps};
+            const int nt = rs_threads((double) no * m, 16384.0);
+            #pragma omp parallel num_threads(nt) if (nt > 1)
+            {{
+                std::vector<dtype_{W}> old(3 * m);  // the row's state before the update
+                #pragma omp for schedule(static)
+                for (npy_intp s = 0; s < k; ++s) {{
+                    const npy_intp w = (npy_intp) rd[s * rs];
+                    dtype_{W}* __restrict__ Wr = Wd + w * m;
+                    dtype_{W}* __restrict__ Ar = Ad + w * m;
+                    dtype_{W}* __restrict__ Vr = Vd + w * m;
+                    dtype_{W}* __restrict__ W0 = old.data();
+                    dtype_{W}* __restrict__ A0 = W0 + m;
+                    dtype_{W}* __restrict__ V0 = A0 + m;
+                    for (npy_intp j = 0; j < m; ++j) {{
+                        W0[j] = Wr[j];
+                        A0[j] = Ar[j];
+                        if ({momentum}) V0[j] = Vr[j];
+                    }}
+                    for (npy_intp t = start[s]; t < start[s + 1]; ++t) {{
+                        const dtype_{g}* __restrict__ gr = gd + order[t] * m;
+                        for (npy_intp j = 0; j < m; ++j) {{
+                            const dtype_{W} a = A0[j] + gr[j] * gr[j];
+                            Ar[j] += gr[j] * gr[j];
+                            const dtype_{W} d = lr * (gr[j] / std::sqrt(a + eps) + lmbd * W0[j]);
+                            if ({momentum}) {{
+                                const dtype_{W} v = mom * V0[j] - d;
+                                Vr[j] = v;
+                                Wr[j] += v;
+                            }} else {{
+                                Wr[j] -= d;
+                            }}
+                        }}
+                    }}
+                }}
+            }}
+            Py_DECREF(gc);
+        }}
+        '''.format(W=W, acc=acc, vel=vel, g=g, rows=rows, inv=inv, fail=fail, lr=repr(self.learning_rate),
+                   mom=repr(self.momentum), lmbd=repr(self.lmbd), eps=repr(self.epsilon),
+                   momentum=int(self.momentum > 0))
+
+    def c_headers(self, **kwargs):
+        return ['<cmath>', '<vector>']
+
+    def c_code_cache_version(self):
+        return source_version(SparseAdagradOccurrences.c_code, alias_or_copy, PARALLEL_C)
+
+
+@node_rewriter([SparseAdagradOccurrences])
+def make_occurrence_adagrad_inplace(fgraph, node):
+    op = node.op
+    if op.inplace:
+        return None
+    new = SparseAdagradOccurrences(op.learning_rate, op.momentum, op.lmbd, op.epsilon, inplace=True)(*node.inputs)
+    return new if isinstance(new, list) else [new]
+
+
+optdb.register('gpu_ops_occurrence_adagrad_inplace', in2out(make_occurrence_adagrad_inplace, ignore_newtrees=True),
+               'row_scatter', 'inplace', position=70.81)

@@ -83,8 +83,11 @@ class _AdaptParam(Param):
         return None if value in (None, 'None', 'none', 'sgd') else value
 
 
-GRU_CELLS = ('pytorch', 'theano')
+GRU_CELLS = ('theano', 'pytorch')
 """The two GRU steps of the reference implementations (see :meth:`GRU4Rec._gru_layer`)."""
+
+SPARSE_UPDATES = ('per_occurrence', 'per_row')
+"""How an item row used several times in one step is updated (recsys_core.optim)."""
 
 
 class GRU4Rec(NeuralRecommender):
@@ -116,10 +119,12 @@ class GRU4Rec(NeuralRecommender):
         Param('init_as_normal', False),
         Param('train_random_order', False),
         Param('time_sort', True),
-        Param('gru_cell', 'pytorch', one_of(GRU_CELLS)),
+        Param('gru_cell', 'theano', one_of(GRU_CELLS)),
+        Param('sparse_update', 'per_occurrence', one_of(SPARSE_UPDATES)),
     ] + KEY_PARAMS
 
-    LEGACY_DEFAULTS = {'gru_cell': 'theano'}  # model files written before gru_cell used the original's step
+    # model files written before these parameters existed: the original's step, rows updated once
+    LEGACY_DEFAULTS = {'gru_cell': 'theano', 'sparse_update': 'per_row'}
 
     def __init__(self, **kwargs):
         self._predict_state = None
@@ -261,34 +266,37 @@ class GRU4Rec(NeuralRecommender):
         H = self._hidden_inputs()
         M = X.shape[0]
         Yall = pt.concatenate([Y, pt.cast(store.batch(si), 'int32')]) if store is not None else Y
-        sparse = []
         mode = self._input_mode()
         first_rows = None
-        if mode == 'shared':
+        # the item-indexed tables this step updates: (table, distinct rows, their gathered values,
+        # each occurrence's position among them, the occurrences' rows read by the step)
+        if mode == 'shared':  # one table for inputs and outputs: the original's index vector is X then Y
             rows, inv = gpu_ops.unique_inverse(pt.concatenate([X, Yall]))
             gathered = S['Wy'][rows]
-            sparse.append(SparseParam(S['Wy'], rows, gathered))
-            x = dropout(gathered[inv[:M]], self.dropout_p_embed, srng)
+            x_rows = gathered[inv[:M]]
+            x = dropout(x_rows, self.dropout_p_embed, srng)
+            input_table = (S['Wy'], rows, gathered, inv)
             score_rows, score_cols = gathered, inv[M:]
         else:
             rows_x, inv_x = gpu_ops.unique_inverse(X)
             table = S['E'] if mode == 'embedding' else S['Wx0']
             gathered_x = table[rows_x]
-            sparse.append(SparseParam(table, rows_x, gathered_x))
+            x_rows = gathered_x[inv_x]
             if mode == 'embedding':
-                x = dropout(gathered_x[inv_x], self.dropout_p_embed, srng)
+                x = dropout(x_rows, self.dropout_p_embed, srng)
             else:
-                x, first_rows = None, gathered_x[inv_x]
+                x, first_rows = None, x_rows
+            input_table = (table, rows_x, gathered_x, inv_x)
             rows_y, inv_y = gpu_ops.unique_inverse(Yall)
             gathered_y = S['Wy'][rows_y]
-            sparse.append(SparseParam(S['Wy'], rows_y, gathered_y))
+            output_table = (S['Wy'], rows_y, gathered_y, inv_y)
             score_rows, score_cols = gathered_y, inv_y
         rows_b, inv_b = gpu_ops.unique_inverse(Yall)
         gathered_b = S['By'][rows_b]
-        sparse.append(SparseParam(S['By'], rows_b, gathered_b))
+        bias = gathered_b[inv_b]
         h, H_new = self._gru(x, H, R, self.dropout_p_hidden, srng, first_rows)
         # each distinct item is scored once, then its column is repeated (gpu_ops.columns)
-        offset = gathered_b[inv_b]
+        offset = bias
         if self.logq:
             prior = self.shared_prior[Yall]
             if store is not None:
@@ -299,7 +307,25 @@ class GRU4Rec(NeuralRecommender):
         cost = pt.cast(loss / self.batch_size, 'float32')
         dense = [S[k] for k in S if k.startswith(('Wx', 'Wh', 'Wrz', 'Bh')) and not (k == 'Wx0' and mode == 'onehot')]
         opt = Optimizer(self.learning_rate, self.adapt, self.adapt_params, self.momentum, self.lmbd, self.grad_cap)
-        updates = opt.updates(cost, dense, sparse)
+        if self.sparse_update == 'per_row':
+            sparse = [SparseParam(*input_table[:3])]
+            if mode != 'shared':
+                sparse.append(SparseParam(*output_table[:3]))
+            sparse.append(SparseParam(S['By'], rows_b, gathered_b))
+            updates = opt.updates(cost, dense, sparse)
+        else:  # the original's: one update per occurrence, with one gradient row per occurrence
+            grads = pytensor.grad(cost, dense + [x_rows, scores, bias])
+            g_x, g_scores, g_bias = grads[len(dense):]
+            g_out = pt.dot(g_scores.T, h)  # the score of column j is h . Wy[Yall[j]] + By[Yall[j]]
+            sparse, sparse_grads = [SparseParam(*input_table)], [g_x]
+            if mode == 'shared':
+                sparse_grads = [pt.concatenate([g_x, g_out])]
+            else:
+                sparse.append(SparseParam(*output_table))
+                sparse_grads.append(g_out)
+            sparse.append(SparseParam(S['By'], rows_b, gathered_b, inv_b))
+            sparse_grads.append(g_bias)
+            updates = opt.updates(cost, dense, sparse, grads=grads[:len(dense)] + sparse_grads)
         updates.update(srng.updates())
         return compile_function([X, Y, R, si] + H, [cost] + H_new, updates=updates)
 

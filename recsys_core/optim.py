@@ -2,9 +2,19 @@
 
 Dense weights get the adaptive scaling over the whole matrix; item-indexed weights (embeddings,
 output rows) are updated only at the rows a step touched, with per-row optimizer state, as in the
-original GRU4Rec. Gradients of repeated rows are summed before the adaptive scaling (the official
-PyTorch port does the same; the Theano original scaled each occurrence separately), so the update
-equals the dense update restricted to the touched rows.
+original GRU4Rec. A row can be used several times in one step (an item that is an input, a target
+and a sampled negative). Two ways to update such a row, chosen per :class:`SparseParam`:
+
+- per row (``inv`` None): the occurrences' gradients are summed and the row is updated once, so the
+  update equals the dense update restricted to the touched rows (the official PyTorch port's way);
+- per occurrence (``inv`` given, gradients one row per occurrence): the Theano original's way. Every
+  occurrence's step is computed from the state before the step and all of them are added to the
+  weight row. Adagrad's accumulator gets every occurrence's square (the original writes
+  ``set_subtensor(acc[i], acc[i] + g^2)``, which Theano's and PyTensor's local_set_to_inc_subtensor
+  rewrite into an increment); rmsprop's, adadelta's and adam's state decays once and accumulates
+  every occurrence (the original's "accurate when an index occurs multiple times" form); the
+  momentum velocity keeps the last occurrence's value (``set_subtensor`` of repeated rows on the
+  CPU). With momentum, a row used k times gets k momentum terms and k L2 terms.
 
 Supported: adapt None (plain SGD), 'adagrad', 'rmsprop', 'adam', 'adadelta'; momentum; L2 (lmbd);
 global-norm gradient clipping (grad_cap). With custom ops on, adagrad updates (row-sparse and dense,
@@ -18,7 +28,7 @@ import pytensor
 import pytensor.tensor as pt
 
 import gpu_ops
-from gpu_ops.sparse_update import SparseAdagrad
+from gpu_ops.sparse_update import SparseAdagrad, SparseAdagradOccurrences
 
 EPSILON = 1e-6
 ADAPTS = (None, 'adagrad', 'rmsprop', 'adam', 'adadelta')
@@ -26,10 +36,14 @@ N_ADAPT_PARAMS = {None: 0, 'adagrad': 0, 'rmsprop': 1, 'adam': 2, 'adadelta': 1}
 
 
 class SparseParam:
-    """An item-indexed weight: the full shared matrix, the unique rows used, and those rows gathered."""
+    """An item-indexed weight: the full shared matrix, the unique rows used, and those rows gathered.
 
-    def __init__(self, full, rows, gathered):
-        self.full, self.rows, self.gathered = full, rows, gathered
+    ``inv`` (optional): for every occurrence of a row in the step, its position in ``rows``; given,
+    the update is per occurrence and its gradient has one row per occurrence (module docstring).
+    """
+
+    def __init__(self, full, rows, gathered, inv=None):
+        self.full, self.rows, self.gathered, self.inv = full, rows, gathered, inv
 
 
 def _zeros_like_shared(param, shape=None, name=''):
@@ -58,9 +72,18 @@ class Optimizer:
         self.state.append(var)
         return var
 
-    def updates(self, cost, dense, sparse):
-        """Return an OrderedDict of updates for dense shared params and :class:`SparseParam` s."""
-        grads = pytensor.grad(cost, list(dense) + [s.gathered for s in sparse])
+    def updates(self, cost, dense, sparse, grads=None):
+        """Return an OrderedDict of updates for dense shared params and :class:`SparseParam` s.
+
+        ``grads``: the gradients in the same order (dense, then sparse), when the caller builds them;
+        a per-occurrence :class:`SparseParam` needs them (one row per occurrence). By default the
+        gradients of ``cost`` with respect to the dense params and the gathered rows.
+        """
+        if grads is None:
+            if any(s.inv is not None for s in sparse):
+                raise ValueError('per-occurrence sparse updates need their gradients passed in')
+            grads = pytensor.grad(cost, list(dense) + [s.gathered for s in sparse])
+        grads = list(grads)
         if self.grad_cap > 0:
             norm = pt.sqrt(sum(pt.sum(g ** 2) for g in grads))
             scale = pt.switch(pt.ge(norm, self.grad_cap), self.grad_cap / norm, 1.0)
@@ -74,6 +97,9 @@ class Optimizer:
             g = self._scale(p, g, updates, rows=None)
             self._apply(p, p, g, updates, rows=None)
         for s, g in zip(sparse, grads[len(dense):]):
+            if s.inv is not None:
+                self._occurrence_update(s, g, updates)
+                continue
             if self.adapt == 'adagrad' and gpu_ops.custom_ops_enabled():
                 self._fused_adagrad(s, g, updates)
                 continue
@@ -89,6 +115,61 @@ class Optimizer:
         new = SparseAdagrad(self.lr, self.momentum, self.lmbd, EPSILON)(*state, s.rows, g)
         for var, value in zip(state, new if isinstance(new, list) else [new]):
             updates[var] = value
+
+    def _occurrence_update(self, s, g, updates):
+        """The Theano original's row-sparse step: one update per occurrence (module docstring)."""
+        if self.adapt == 'adagrad' and gpu_ops.custom_ops_enabled():
+            state = [s.full, self._state(s.full, name='acc')]
+            if self.momentum > 0:
+                state.append(self._state(s.full, name='vel'))
+            new = SparseAdagradOccurrences(self.lr, self.momentum, self.lmbd, EPSILON)(*state, s.rows, s.inv, g)
+            for var, value in zip(state, new if isinstance(new, list) else [new]):
+                updates[var] = value
+            return
+        idx = s.rows[s.inv]
+        g = self._scale_occurrences(s.full, g, idx, updates)
+        delta = self.lr * (g + self.lmbd * s.full[idx]) if self.lmbd > 0 else self.lr * g
+        if self.momentum > 0:
+            vel = self._state(s.full, name='vel')
+            step = self.momentum * vel[idx] - delta
+            updates[vel] = pt.set_subtensor(vel[idx], step)  # repeated rows: the last occurrence's
+        else:
+            step = -delta
+        updates[s.full] = pt.inc_subtensor(s.full[idx], pt.cast(step, s.full.dtype))
+
+    def _scale_occurrences(self, p, g, idx, updates):
+        """Adaptive scaling of per-occurrence gradients ``g`` at rows ``idx`` (repeats allowed)."""
+        if self.adapt is None:
+            return g
+
+        def decay_then_add(var, decay, added):  # every occurrence's term added to the once-decayed row
+            return pt.inc_subtensor(pt.set_subtensor(var[idx], var[idx] * decay)[idx], added)
+
+        if self.adapt == 'adagrad':
+            acc = self._state(p, name='acc')
+            updates[acc] = pt.inc_subtensor(acc[idx], g ** 2)  # the original's set of acc + g^2, as rewritten
+            return g / pt.sqrt(acc[idx] + g ** 2 + EPSILON)
+        if self.adapt == 'rmsprop':
+            rho = self.adapt_params[0]
+            acc = self._state(p, name='acc')
+            updates[acc] = decay_then_add(acc, rho, (1.0 - rho) * g ** 2)
+            return g / pt.sqrt(updates[acc][idx] + EPSILON)
+        if self.adapt == 'adam':
+            b1, b2 = self.adapt_params[:2]
+            m, v = self._state(p, name='m'), self._state(p, name='v')
+            t = self._state(p, shape=(p.get_value(borrow=True).shape[0],), name='t')
+            updates[m] = decay_then_add(m, b1, (1.0 - b1) * g)
+            updates[v] = decay_then_add(v, b2, (1.0 - b2) * g ** 2)
+            t_new = t[idx] + 1.0
+            updates[t] = pt.set_subtensor(t[idx], t_new)
+            t_new = t_new.dimshuffle(0, *(['x'] * (g.ndim - 1)))
+            return (updates[m][idx] / (1.0 - b1 ** t_new)) / (pt.sqrt(updates[v][idx] / (1.0 - b2 ** t_new)) + EPSILON)
+        rho = self.adapt_params[0]  # adadelta
+        acc, upd = self._state(p, name='acc'), self._state(p, name='upd')
+        updates[acc] = decay_then_add(acc, rho, (1.0 - rho) * g ** 2)
+        scaling = (upd[idx] + EPSILON) / (updates[acc][idx] + EPSILON)
+        updates[upd] = decay_then_add(upd, rho, (1.0 - rho) * scaling * g ** 2)
+        return g * pt.sqrt(scaling)
 
     def _write(self, var, new, rows, updates):
         updates[var] = new if rows is None else pt.set_subtensor(var[rows], new)
