@@ -11,7 +11,7 @@ and a sampled negative). Two ways to update such a row, chosen per :class:`Spars
   occurrence's step is computed from the state before the step and all of them are added to the
   weight row. Adagrad's accumulator gets every occurrence's square (the original writes
   ``set_subtensor(acc[i], acc[i] + g^2)``, which Theano's and PyTensor's local_set_to_inc_subtensor
-  rewrite into an increment); rmsprop's, adadelta's and adam's state decays once and accumulates
+  rewrite into an increment; adam's step count likewise counts occurrences); rmsprop's, adadelta's and adam's state decays once and accumulates
   every occurrence (the original's "accurate when an index occurs multiple times" form); the
   momentum velocity keeps the last occurrence's value (``set_subtensor`` of repeated rows on the
   CPU). With momentum, a row used k times gets k momentum terms and k L2 terms.
@@ -161,7 +161,7 @@ class Optimizer:
             updates[m] = decay_then_add(m, b1, (1.0 - b1) * g)
             updates[v] = decay_then_add(v, b2, (1.0 - b2) * g ** 2)
             t_new = t[idx] + 1.0
-            updates[t] = pt.set_subtensor(t[idx], t_new)
+            updates[t] = pt.inc_subtensor(t[idx], 1.0)  # the original's set of t + 1, as rewritten
             t_new = t_new.dimshuffle(0, *(['x'] * (g.ndim - 1)))
             return (updates[m][idx] / (1.0 - b1 ** t_new)) / (pt.sqrt(updates[v][idx] / (1.0 - b2 ** t_new)) + EPSILON)
         rho = self.adapt_params[0]  # adadelta

@@ -234,7 +234,8 @@ def c_and_python(inputs, outputs):
     from gpu_ops.flat_loops import FlatElemwise
     from gpu_ops.columns import ScoreColumns, ScoreColumnsGrad
     from gpu_ops.reductions import RowMax, RowSum
-    custom = (SampledLoss, SparseAdagrad, RowScatter, RowGather, Contiguous, UniqueInverse, SearchSorted, RowSoftmax,
+    from gpu_ops.sparse_update import SparseAdagradOccurrences
+    custom = (SampledLoss, SparseAdagrad, SparseAdagradOccurrences, RowScatter, RowGather, Contiguous, UniqueInverse, SearchSorted, RowSoftmax,
               FlatElemwise, ScoreColumns, ScoreColumnsGrad, RowSum, RowMax)
     ran_as_c = [getattr(th, 'cthunk', None) is not None for node, th in zip(c.vm.nodes, c.vm.thunks)
                 if isinstance(node.op, custom)]
@@ -575,3 +576,29 @@ def test_score_columns_c_code_matches_perform_and_is_the_gradients_adjoint(dtype
     for f in (c, py):
         with pytest.raises(ValueError):
             f(av, colv, offv[:-1], gv)
+
+
+@pytest.mark.parametrize('momentum', [0.0, 0.5])
+@pytest.mark.parametrize('lmbd', [0.0, 0.01])
+@pytest.mark.parametrize('ndim', [1, 2])
+def test_occurrence_adagrad_c_code_matches_perform(momentum, lmbd, ndim):
+    from gpu_ops.sparse_update import SparseAdagradOccurrences
+    state = [pt.tensor('s{}'.format(i), dtype='float32', shape=(None,) * ndim) for i in range(3 if momentum else 2)]
+    rows, inv, g = pt.lvector('rows'), pt.lvector('inv'), pt.tensor('g', dtype='float32', shape=(None,) * ndim)
+    c, py = c_and_python(state + [rows, inv, g], SparseAdagradOccurrences(0.1, momentum, lmbd)(*state, rows, inv, g))
+    rng = np.random.RandomState(3)
+    shape = (20, 7)[:ndim]
+    values = [rng.randn(*shape).astype('float32'), rng.rand(*shape).astype('float32'), rng.randn(*shape).astype('float32')]
+    values = values[:len(state)]
+    distinct = np.array([0, 4, 7, 19], dtype='int64')
+    occurrences = np.array([1, 0, 1, 3, 2, 1, 3], dtype='int64')  # rows 4 and 19 repeated
+    grad = rng.randn(7, *shape[1:]).astype('float32')
+    grad = grad[:, ::-1] if ndim == 2 else grad
+    for a, b in zip(c(*values, distinct, occurrences, grad), py(*values, distinct, occurrences, grad)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    untouched = np.setdiff1d(np.arange(20), distinct)
+    np.testing.assert_array_equal(c(*values, distinct, occurrences, grad)[0][untouched], values[0][untouched])
+    for bad_rows, bad_occurrences in [(np.array([0, 4, 7, 20]), occurrences), (distinct, np.append(occurrences, 4))]:
+        for f in (c, py):
+            with pytest.raises(IndexError):
+                f(*values, bad_rows, bad_occurrences, np.resize(grad, (len(bad_occurrences),) + grad.shape[1:]))

@@ -60,7 +60,7 @@ def test_initial_weights_follow_the_pytorch_ports_compatibility_order():
     """gru_cell='pytorch' draws like the port's _reset_weights_to_compatibility_mode: per GRUCell layer
     the (r, z, n) input matrices, then the (r, z, n) hidden ones, each (out x in); stored here as
     Wx = [n | r | z] (in x 3h), Wrz = [r | z], Wh = n, plus a zero hidden-side bias Bhh."""
-    m = GRU4Rec(layers=[4, 4], embedding=4)
+    m = GRU4Rec(layers=[4, 4], embedding=4, gru_cell='pytorch')
     m.itemidmap = pd.Series(np.arange(7), index=[str(i) for i in range(7)])
     w = m._init_weights()
     mat = _uniform_draws()
@@ -74,7 +74,7 @@ def test_initial_weights_follow_the_pytorch_ports_compatibility_order():
         assert not w['Bhh{}'.format(i)].any() and w['Bhh{}'.format(i)].shape == (12,)
     np.testing.assert_array_equal(w['Wy'], mat(7, 4))
     assert all(v.flags.c_contiguous for v in w.values())
-    onehot = GRU4Rec(layers=[3])  # the port's GRUEmbedding: Wx0, then Wrz0, then Wh0; no Bhh
+    onehot = GRU4Rec(layers=[3], gru_cell='pytorch')  # the port's GRUEmbedding: Wx0, then Wrz0, then Wh0; no Bhh
     onehot.itemidmap = m.itemidmap
     w = onehot._init_weights()
     mat = _uniform_draws()
@@ -377,11 +377,19 @@ def test_gru_step_is_the_reference_implementations_cell(cell):
         np.testing.assert_allclose(new[i], y, rtol=1e-4, atol=1e-5)
 
 
-def test_model_files_from_before_gru_cell_load_with_the_original_step(xe_model):
-    """A model file saved before the gru_cell parameter existed holds the original step's weights."""
+def test_model_files_keep_the_step_they_were_trained_with(xe_model):
+    """A file records gru_cell and sparse_update and loads with them; a file saved before those
+    parameters existed was trained with the original's cell and rows updated once, and loads so."""
     state = xe_model.get_state()
-    state['params'].pop('gru_cell')
-    state['weights'] = {k: v for k, v in state['weights'].items() if not k.startswith('Bhh')}
+    assert (xe_model.gru_cell, xe_model.sparse_update) == ('theano', 'per_occurrence')
+    assert (GRU4Rec.from_state(state).gru_cell, GRU4Rec.from_state(state).sparse_update) == ('theano', 'per_occurrence')
+    state['params'].update(gru_cell='pytorch', sparse_update='per_row')
+    state['weights'] = dict(state['weights'], **{'Bhh0': np.zeros(3 * xe_model.layers[0], dtype='float32')})
     loaded = GRU4Rec.from_state(state)
-    assert xe_model.gru_cell == 'pytorch' and loaded.gru_cell == 'theano'
+    assert (loaded.gru_cell, loaded.sparse_update) == ('pytorch', 'per_row')
+    old = xe_model.get_state()
+    old['params'].pop('gru_cell')
+    old['params'].pop('sparse_update')
+    loaded = GRU4Rec.from_state(old)
+    assert (loaded.gru_cell, loaded.sparse_update) == ('theano', 'per_row')
     assert set(loaded.weights) == set(loaded._init_weight_names())
