@@ -89,9 +89,10 @@ SMALL_PARAMS = ("from collections import OrderedDict\ngru4rec_params = OrderedDi
                 "('constrained_embedding', True), ('final_act', 'elu-1'), ('layers', [32]), ('n_epochs', 3), "
                 "('batch_size', 16), ('n_sample', 32), ('learning_rate', 0.05), ('bpreg', 0.5)])\n")
 # preprocess -> train -> evaluate on the real Diginetica sample, fixed seeds (Recall@1,5,10,20 then MRR@...).
-# Re-recorded in issue 16 for the default gru_cell='pytorch' (45 test events: one event is 2.2%); with
-# gru_cell='theano' the numbers recorded before are unchanged: 0.244444, 0.6, 0.777778, 0.977778, ...
-DIGINETICA_GOLDEN = [0.2, 0.577778, 0.711111, 0.888889, 0.2, 0.324444, 0.344127, 0.355403]
+# Recorded for the default, the original's step (gru_cell='theano', sparse_update='per_occurrence'; 45
+# test events: one event is 2.2%). The official port's step (gru_cell='pytorch', sparse_update='per_row')
+# gave 0.2, 0.577778, 0.711111, 0.888889, ...; the original's cell with per_row updates 0.244444, 0.6, 0.777778, 0.977778, ...
+DIGINETICA_GOLDEN = [0.244444, 0.6, 0.733333, 0.955556, 0.244444, 0.35963, 0.376481, 0.393251]
 
 
 def test_golden_end_to_end_diginetica_sample(diginetica_sample, tmp_path):
@@ -106,7 +107,7 @@ def test_golden_end_to_end_diginetica_sample(diginetica_sample, tmp_path):
 # preprocess -> train -> evaluate on generated sessions in RetailRocket's raw format
 RETAILROCKET_GOLDEN = {'stats': {'train_full': (4976, 1044, 159), 'test': (1982, 414, 147),
                                  'train_tr': (3416, 712, 157), 'train_valid': (1558, 332, 139)},
-                       'metrics': [0.602041, 0.782526, 0.368782, 0.388373]}  # gru_cell='pytorch' (issue 16)
+                       'metrics': [0.602679, 0.77551, 0.365444, 0.384129]}  # the default (the original's step)
 
 
 def test_golden_end_to_end_generated_retailrocket(tmp_path):
@@ -135,7 +136,7 @@ def test_reproduce_reports_success_within_tolerance(diginetica_sample, tmp_path)
     out = reproduce(diginetica_sample, tmp_path, 0.02)
     assert out.returncode == 0, out.stderr
     assert 'RESULT: REPRODUCED (all 8 metrics within 3.0%)' in out.stdout
-    assert 'Recall@20      0.9067     0.8889   -1.96%  yes' in out.stdout
+    assert 'Recall@20      0.9747     0.9556   -1.96%  yes' in out.stdout
     assert 'Sanity floors (same evaluation): Pop Recall@20' in out.stdout
     report = json.loads((tmp_path / 'report.json').read_text())
     assert report['reproduced'] is True and len(report['metrics']) == 8
