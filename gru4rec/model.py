@@ -1,28 +1,40 @@
 """The GRU4Rec model: the original's parameters, training semantics, prediction and model files.
 
-The GRU step (``gru_cell``): 'pytorch' (default) is the official PyTorch port's (github
-hidasib/GRU4Rec_PyTorch_Official), torch.nn.GRUCell with the port's compatibility initialisation;
-'theano' is the Theano original's step. They are different functions: the original applies the
-reset gate to the state before the hidden product, GRUCell to the product (plus a hidden-side bias).
-With one layer both train to the same accuracy; with two or more, the port's cell trained to lower
-loss and up to 11% higher MRR@20 (issue 16, benchmarks/RESULTS.md), and the port is the reference
-users compare against, so it is the default. benchmarks/compare_official_steps.py shows the
-'pytorch' cell following the port step by step (losses equal to 1e-6 over 30 steps). Model files
-written before this parameter existed load with 'theano', the step they were trained with.
+By default a training step is the Theano original's (github hidasib/GRU4Rec, a4ed5fb), the code
+every published GRU4Rec number was measured with. benchmarks/compare_original_steps.py runs the
+original itself (through ../shared/tools/theano_original) beside this model from the same initial
+weights and compares the losses and every weight step by step; benchmarks/compare_original.py
+compares metrics over several seeds (numbers in benchmarks/RESULTS.md).
 
-Differences from the Theano original (github hidasib/GRU4Rec, a4ed5fb), all deliberate:
-- The default GRU step is the PyTorch port's (above); gru_cell='theano' gives the original's.
-- Row-sparse optimizer updates sum the gradients of rows used more than once in a step before the
-  adaptive scaling (the official PyTorch port does the same; Theano scaled each occurrence). The
-  summing also applies momentum, L2 (lmbd) and grad_cap once per row rather than once per
-  occurrence: a row used k times in a step gets one momentum term and one lmbd * weight decay
-  (the original added k of each), and grad_cap's global norm is taken over the per-row sums (the
-  original's over the per-occurrence gradients).
+Two parameters select the official PyTorch port's step instead (github
+hidasib/GRU4Rec_PyTorch_Official; benchmarks/compare_official_steps.py follows it step by step):
+- ``gru_cell``: 'theano' (default) is the original's GRU step; 'pytorch' is torch.nn.GRUCell with the
+  port's compatibility initialisation. They are different functions: the original applies the reset
+  gate to the state before the hidden product, GRUCell to the product (plus a hidden-side bias).
+  With one layer both train to the same accuracy; with two layers and momentum the port's cell
+  trained to lower loss and 4-11% higher MRR@20 than the original's on generated data
+  (benchmarks/RESULTS.md).
+- ``sparse_update``: how an item row used several times in one step (an item that is an input, a
+  target and sampled negatives at once) is updated. 'per_occurrence' (default) is the original's
+  graph: every occurrence's step is computed from the state before the step and all are added to
+  the row, so with momentum a row used k times gets k momentum terms and k L2 terms; the adagrad
+  accumulator gets every occurrence's square (recsys_core.optim says exactly what each optimizer
+  does). 'per_row' is the port's: the occurrences' gradients are summed and the row is updated once.
+  With a shared embedding, momentum and thousands of popularity-sampled negatives this matters:
+  on the golden data (bpr-max, momentum 0.3) 'per_row' gave 7% higher Recall@20 and 16% higher
+  MRR@20 than the original's update.
+Model files record both; files written before a parameter existed load with the step they were
+trained with ('theano' cell, 'per_row' updates).
+
+Other differences from the Theano original, all deliberate:
 - adam uses beta2 for the second-moment bias correction and the gradient (not its square) for the
   first moment in the sparse update; the original had both slips. No published setting uses adam.
-- Random streams (dropout, negative samples) are PyTensor's, so runs match the original in
-  distribution, not bit for bit; weight initialisation uses numpy's seed 42 in the original order,
-  so initial weights are identical.
+- Random streams (dropout, negative samples) are PyTensor's, seeded by ``seed`` (42 by default), so
+  runs match the original in distribution, not bit for bit; weight initialisation uses numpy's seed
+  42 in the original order whatever ``seed`` is, so initial weights are identical (the original's
+  only other random source is its generator of dropout masks and negatives, seeded 12345).
+- Repeated rows written by the original's ``set_subtensor`` (the momentum velocity) keep the last
+  occurrence's value, as Theano does on the CPU; on a GPU which one survives was not defined.
 - batch_size larger than the number of sessions is capped instead of failing.
 """
 from collections import OrderedDict
@@ -121,6 +133,7 @@ class GRU4Rec(NeuralRecommender):
         Param('time_sort', True),
         Param('gru_cell', 'theano', one_of(GRU_CELLS)),
         Param('sparse_update', 'per_occurrence', one_of(SPARSE_UPDATES)),
+        Param('seed', 42, non_negative),
     ] + KEY_PARAMS
 
     # model files written before these parameters existed: the original's step, rows updated once
@@ -259,7 +272,7 @@ class GRU4Rec(NeuralRecommender):
     def _build_train(self, store):
         """Compile the training step: (X, Y, R, sample batch index, *H) -> (cost, *H_new)."""
         S = self.shared
-        srng = RandomSource(42)
+        srng = RandomSource(self.seed)
         X, Y = pt.ivector('X'), pt.ivector('Y')
         R = pt.vector('R', dtype='float32')
         si = pt.lscalar('si')
@@ -407,7 +420,7 @@ class GRU4Rec(NeuralRecommender):
         self._make_shared()
         support = np.bincount(item_idx, minlength=self.n_items).astype('float32')
         self.shared_prior = pytensor.shared(support, name='P0')
-        store = SampleStore(support, self.sample_alpha, self.n_sample, sample_store, verbose=verbose) \
+        store = SampleStore(support, self.sample_alpha, self.n_sample, sample_store, seed=self.seed, verbose=verbose) \
             if self.n_sample else None
         train = self._build_train(store)
         # Every argument below is built with the exact dtype and layout the graph declares, so the

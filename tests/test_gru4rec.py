@@ -393,3 +393,14 @@ def test_model_files_keep_the_step_they_were_trained_with(xe_model):
     loaded = GRU4Rec.from_state(old)
     assert (loaded.gru_cell, loaded.sparse_update) == ('theano', 'per_row')
     assert set(loaded.weights) == set(loaded._init_weight_names())
+
+
+def test_seed_draws_other_negatives_and_dropout_but_the_same_initial_weights(tiny_data):
+    """seed chooses the random streams (negatives, dropout); the weights start from the original's draw."""
+    p = dict(BASE, n_sample=16, dropout_p_embed=0.2, constrained_embedding=True, n_epochs=1)
+    a, b, c = (GRU4Rec(seed=s, **p) for s in (42, 42, 7))
+    losses = [m.fit(tiny_data[0], verbose=False).epoch_stats[-1]['loss'] for m in (a, b, c)]
+    assert losses[0] == losses[1] and losses[0] != losses[2]
+    assert a.seed == 42 and GRU4Rec().seed == 42
+    init = [m._init_weights()['Wy'] for m in (a, c)]
+    np.testing.assert_array_equal(*init)
