@@ -7,6 +7,28 @@ GPU, and ``RECSYS_CUDA_DRY_RUN=cpu``, the same route on JAX's CPU device).
 The default CPU backend is chosen by measurement (see benchmarks/RESULTS.md).
 All graphs are float32 (the original's floatX), and every function is compiled through
 :func:`compile_function` so the choice applies everywhere.
+
+Compilation: the C backend's modules are compiled with the project's gcc flags
+(``gpu_ops.toolchain.CXXFLAGS``) into the project's own folder (``gpu_ops.toolchain.compile_dir``:
+``$RECSYS_COMPILEDIR``, else ``<base_compiledir>/recsys_pytensor/...`` when the user set PyTensor's
+``base_compiledir``, else ``~/.cache/recsys_pytensor/...``), only while a project function is built
+(:func:`compile_mode`'s linkers and :func:`compile_function` enter
+``gpu_ops.toolchain.project_compilation``). PyTensor's ``gcc__cxxflags``, ``compiledir`` and module
+cache are PyTensor's again afterwards, so other code in the process, and other programs using the
+same PyTensor cache, never see our flags or modules; none of them changes the floating-point mode
+(no ``-ffast-math``: crtfastmath would set flush-to-zero for the whole process).
+
+What the project does change in PyTensor for the whole process, and why:
+
+- ``config.floatX = 'float32'`` (:func:`configure`): the models build their graphs and shared
+  variables from it, as the original did.
+- the default of ``config.blas__ldflags`` (``import gpu_ops``, ``gpu_ops.toolchain.link_blas``): the
+  OpenBLAS wheel and the GEMM wrapper, because pip's PyTensor finds no BLAS; a user's value wins.
+- a warnings filter that hides PyTensor's warnings about BLAS (:func:`configure`).
+- gpu_ops' rewrites are registered in PyTensor's rewrite database under the project's own tag
+  (``row_scatter``), which only :func:`compile_mode` includes.
+- PyTensor's CVM and cutils modules (one per process, the first time any function is linked) come
+  from the project's folder when a project function is the first linked in the process.
 """
 import contextlib
 import gc
@@ -16,6 +38,8 @@ import warnings
 import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import Mode, get_mode
+from pytensor.link.numba.linker import NumbaLinker
+from pytensor.link.vm import VMLinker
 
 import gpu_ops.flat_loops  # noqa: F401  (registers the flat elementwise loop rewrite)
 import gpu_ops.layout  # noqa: F401  (registers the column-halves join rewrite)
@@ -30,7 +54,7 @@ DEFAULT_CPU_BACKEND = 'c'
 
 _state = {'device': None, 'backend': None, 'rank_counter': None}
 
-CXXFLAGS = toolchain.CXXFLAGS  # gcc flags for all C code PyTensor compiles (why each: gpu_ops.toolchain)
+CXXFLAGS = toolchain.CXXFLAGS  # gcc flags for the project's C code (why each: gpu_ops.toolchain)
 
 
 def configure(device=None, backend=None, verbose=False):
@@ -49,8 +73,7 @@ def configure(device=None, backend=None, verbose=False):
         placement, real_gpu = place_on_device()  # one clear error when the driver, a GPU or JAX's CUDA build is missing
         ranking, rank_counter = device_rank_counter(real_gpu)
         placement = ', {}, ranking: {}'.format(placement, ranking)
-    pytensor.config.floatX = 'float32'
-    pytensor.config.gcc__cxxflags = CXXFLAGS
+    pytensor.config.floatX = 'float32'  # PyTensor's gcc flags and compiledir stay as they are (module docstring)
     # PyTensor warns when it finds no BLAS to link its C code against; gpu_ops.toolchain links the
     # OpenBLAS wheel or the system OpenBLAS when present and otherwise the C backend falls back to numpy's BLAS.
     warnings.filterwarnings('ignore', message='.*BLAS.*')
@@ -113,8 +136,9 @@ def compile_function(inputs, outputs, updates=None, **kwargs):
     if counter is not None and isinstance(outputs, (list, tuple)) and \
             any(getattr(o.tag, 'rank_source', None) is not None for o in outputs):
         return _CountedOnDevice(inputs, outputs, updates, counter, kwargs)
-    return pytensor.function(inputs, outputs, updates=updates, mode=compile_mode(),
-                             on_unused_input='ignore', **kwargs)
+    with toolchain.project_compilation():  # the rewrites too: constant folding may compile a C thunk
+        return pytensor.function(inputs, outputs, updates=updates, mode=compile_mode(),
+                                 on_unused_input='ignore', **kwargs)
 
 
 class _CountedOnDevice:
@@ -133,8 +157,9 @@ class _CountedOnDevice:
                 outputs[i], outputs[i + 1] = scores, pt.cast(index, 'int64')
                 self.pairs.append(i)
         self.counter = counter
-        self.function = pytensor.function(inputs, outputs, updates=updates, mode=compile_mode(),
-                                          on_unused_input='ignore', **kwargs)
+        with toolchain.project_compilation():
+            self.function = pytensor.function(inputs, outputs, updates=updates, mode=compile_mode(),
+                                              on_unused_input='ignore', **kwargs)
 
     def __call__(self, *args):
         out = list(self.function(*args))
@@ -152,14 +177,43 @@ def compile_mode():
     For the C backend, PyTensor's recognition of softmax patterns is excluded: it replaces our
     exp/sum compositions by a Softmax op that the C backend runs in Python (measured 4x slower).
     gpu_ops' row scatter replaces the matrix row increments PyTensor runs in Python.
+    The C and Numba linkers are PyTensor's (``cvm``, ``NUMBA``) linking inside
+    ``gpu_ops.toolchain.project_compilation``, so any function built with this mode, through
+    :func:`compile_function` or ``pytensor.function(..., mode=compile_mode())`` directly (tests), or
+    rebuilt later (``Function.copy``, unpickling), compiles with the project's flags into its folder.
     """
     _, backend = current()
     if backend == 'numba':
-        return get_mode('NUMBA')
+        return Mode(linker=ProjectNumbaLinker(), optimizer=get_mode('NUMBA').provided_optimizer)
     if backend == 'jax':
         from .jax_backend import jax_mode
         return jax_mode()
-    return Mode(linker='cvm', optimizer='fast_run').excluding('symbolic_op_recognition', 'local_dot22_to_dot22scalar').including('row_scatter')
+    return Mode(linker=ProjectCVMLinker(use_cloop=True), optimizer='fast_run').excluding(
+        'symbolic_op_recognition', 'local_dot22_to_dot22scalar').including('row_scatter')
+
+
+class _ProjectCompilation:
+    """Mixin: a PyTensor linker whose ``make_all`` (where each node's C module is compiled or loaded)
+    runs inside ``gpu_ops.toolchain.project_compilation``."""
+
+    def make_all(self, *args, **kwargs):
+        with toolchain.project_compilation():
+            return super().make_all(*args, **kwargs)
+
+
+class ProjectCVMLinker(_ProjectCompilation, VMLinker):
+    """PyTensor's ``cvm`` linker (VMLinker with the C loop) compiling into the project's folder."""
+
+
+class ProjectNumbaLinker(_ProjectCompilation, NumbaLinker):
+    """PyTensor's Numba linker, its jitted functions cached in the project's folder (``numba``).
+
+    PyTensor's Numba cache module is imported first, so that project_compilation finds it to
+    redirect; importing it creates PyTensor's (empty) ``<base_compiledir>/numba`` folder."""
+
+    def make_all(self, *args, **kwargs):
+        import pytensor.link.numba.dispatch.basic  # noqa: F401  (imports pytensor.link.numba.cache)
+        return super().make_all(*args, **kwargs)
 
 
 @contextlib.contextmanager
