@@ -7,7 +7,8 @@ same mini-batches, then every weight matrix after each of the first training ste
 The port (github hidasib/GRU4Rec_PyTorch_Official; it needs numpy<2, pandas<2.3, torch) is not part
 of this repository. A small driver runs its own model, data iterator and optimizer (adagrad with
 momentum) in its Python and saves its weights, mapped to this project's layout, after every step;
-this project then trains the same steps with gru_cell='pytorch' and with gru_cell='theano'.
+this project then trains the same steps with gru_cell='pytorch' and with gru_cell='theano' (both with
+sparse_update='per_row', the port's update of an item row used more than once in a step).
 Dropout is off and n_sample=0, so both sides are deterministic and any difference is the model's.
 Prints, per setting and cell, the largest relative difference of each weight after the first step
 and after the last one, and the per-step losses side by side.
@@ -21,8 +22,7 @@ import tempfile
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from step_compare import load_snapshots, rel_diff, train_ours
 
 BASE = dict(layers=[24, 24], batch_size=8, n_sample=0, learning_rate=0.1, momentum=0.1, dropout_p_hidden=0.0,
             dropout_p_embed=0.0, sample_alpha=0.5, logq=0.0, n_epochs=1)
@@ -107,53 +107,8 @@ def run_port(official, python, params, path, steps, workdir):
                          capture_output=True, text=True)
     if res.returncode != 0:
         return None, res.stderr.strip().splitlines()[-1]
-    snaps = {}
-    with np.load(out) as z:
-        for key in z.files:
-            step, name = key.split('/')
-            snaps.setdefault(step, {})[name] = z[key]
     with open(out + '.json') as f:
-        return (snaps, json.load(f)), None
-
-
-def run_ours(params, cell, data, steps, init=None):
-    """Train ``steps`` steps; returns the weights at the start, after step 1 and after the last step, and the losses. ``init`` overrides the initial weights."""
-    from collections import OrderedDict
-    import pytensor
-    from gru4rec import GRU4Rec
-    from recsys_core.batching import Shrink, session_parallel
-    from recsys_core.data import session_offsets
-    m = GRU4Rec(gru_cell=cell, **params)
-    m.n_epochs = 0
-    m.fit(data, verbose=False)
-    if init is not None:
-        m.weights = OrderedDict((k, np.ascontiguousarray(init[k], dtype='float32')) for k in m.weights)
-    m._make_shared()
-    idx = m.itemidmap[data.ItemId.values].values.astype('int32')
-    m.shared_prior = pytensor.shared(np.bincount(idx, minlength=m.n_items).astype('float32'))
-    train = m._build_train(None)
-    offsets = session_offsets(data.SessionId.values)
-    order = np.argsort(data.groupby('SessionId').Time.min().values, kind='mergesort')
-    H = m._zero_state(m.batch_size)
-    snaps = {'init': {k: s.get_value().copy() for k, s in m.shared.items()}}
-    losses, batches = [], []
-    for rec in session_parallel(idx, offsets, order, m.batch_size, 2):
-        if isinstance(rec, Shrink):
-            H = [h[rec.keep] for h in H]
-            continue
-        out = train(rec.inp, rec.out, rec.last.astype('float32'), np.asarray(0, dtype=np.int64), *H)
-        H = out[1:]
-        losses.append(float(out[0]))
-        batches.append((rec.inp.tolist(), rec.out.tolist()))
-        if len(losses) in (1, steps):
-            snaps['step%d' % len(losses)] = {k: s.get_value().copy() for k, s in m.shared.items()}
-        if len(losses) == steps:
-            break
-    return snaps, losses, batches, list(m.itemidmap.index)
-
-
-def rel_diff(a, b):
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+        return (load_snapshots(out), json.load(f)), None
 
 
 def main():
@@ -182,12 +137,15 @@ def main():
             print('{}: the port does not run this setting ({})'.format(name, error))
             continue
         port_snaps, port_info = port
-        params = dict(BASE, **ours_extra)
+        # the port sums the gradients of a row used several times in a step and updates it once
+        params = dict(BASE, sparse_update='per_row', **ours_extra)
         for cell in ('pytorch', 'theano'):
             # The same start for both cells where shapes allow: the port's initial weights ('theano' has no Bhh).
-            snaps, losses, batches, items = run_ours(params, cell, data, args.steps,
-                                                     init=port_snaps['init'] if cell == 'theano' else None)
-            same_batches = batches == [tuple(b) for b in port_info['batches']] and items == port_info['items']
+            ours = train_ours(dict(params, gru_cell=cell), data, args.steps,
+                              init=port_snaps['init'] if cell == 'theano' else None)
+            snaps, losses = ours['snaps'], ours['losses']
+            same_batches = [b[:2] for b in ours['batches']] == [tuple(b) for b in port_info['batches']] and \
+                ours['items'] == port_info['items']
             init_diff = max(rel_diff(snaps['init'][k], port_snaps['init'][k]) for k in snaps['init']
                             if k in port_snaps['init'] and np.abs(port_snaps['init'][k]).max() > 0)
             last = 'step{}'.format(len(losses))
