@@ -23,12 +23,13 @@ over the epochs as each run.py prints it), then our means against the original's
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from step_compare import ROOT, add_original_arguments, export_original, original_env
 
 COMMON = 'n_epochs=3,'
 # name: (parameters, evaluation mode); the same parameter string runs both (this project takes the original's)
@@ -60,26 +61,20 @@ runpy.run_path('run.py', run_name='__main__')
 '''
 
 
-def export_original(args, run_dir):
-    """A pristine copy of the original with the shim's replaced files; returns the PYTHONPATH to run it."""
-    import shutil
-    tool = os.path.abspath(args.theano_tool)
+def prepare_original(args, run_dir):
+    """A pristine export of the original with the shim's replacements and the seeded driver; its environment."""
     if os.path.exists(run_dir):
         shutil.rmtree(run_dir)
     os.makedirs(run_dir)
-    if args.orig_src_dir:
-        shutil.copytree(args.orig_src_dir, run_dir, dirs_exist_ok=True)
-    else:
-        archive = subprocess.run(['git', '--git-dir', args.orig_git_dir, 'archive', 'HEAD'], capture_output=True, check=True)
-        subprocess.run(['tar', 'x', '-C', run_dir], input=archive.stdout, check=True)
-    for name in ('custom_opt.py', 'custom_theano_ops.py'):
-        shutil.copy(os.path.join(tool, 'replacements', name), run_dir)
+    export_original(args, run_dir)
     with open(os.path.join(run_dir, 'seeded_run.py'), 'w') as f:
         f.write(ORIGINAL_DRIVER)
-    path = os.path.join(tool, 'shim')
-    if subprocess.run([sys.executable, '-c', 'import joblib'], capture_output=True).returncode != 0:
-        path += os.pathsep + os.path.join(tool, 'shim_joblib')
-    return path
+    env = original_env(args)
+    if not args.threads:  # each side as a user runs it
+        env.pop('OMP_NUM_THREADS', None)
+        if 'OMP_NUM_THREADS' in os.environ:
+            env['OMP_NUM_THREADS'] = os.environ['OMP_NUM_THREADS']
+    return env
 
 
 def parse(out):
@@ -104,10 +99,9 @@ def run_ours(params, mode, seed, train, test, threads):
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
 
 
-def run_original(params, mode, seed, train, test, run_dir, pythonpath, compiledir, threads):
-    env = with_threads(dict(os.environ, PYTHONPATH=pythonpath, PYTENSOR_FLAGS='base_compiledir=' + compiledir,
-                            PYTHONWARNINGS='ignore'), threads)
-    cmd = [sys.executable, '-u', 'seeded_run.py', str(12345 + seed), train, '-t', test, '-m', '20', '-e', mode,
+def run_original(params, mode, seed, train, test, run_dir, env, python, threads):
+    env = with_threads(dict(env), threads)
+    cmd = [python, '-u', 'seeded_run.py', str(12345 + seed), train, '-t', test, '-m', '20', '-e', mode,
            '-ps', params]
     return subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True, env=env)
 
@@ -119,10 +113,7 @@ def summary(values):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument('--orig-git-dir', help='bare git directory of hidasib/GRU4Rec')
-    src.add_argument('--orig-src-dir', help='a plain folder with the original code')
-    ap.add_argument('--theano-tool', default=os.path.join(ROOT, '..', 'shared', 'tools', 'theano_original'))
+    add_original_arguments(ap)
     ap.add_argument('--train')
     ap.add_argument('--test')
     ap.add_argument('--items', type=int, default=20000, help='generated data: catalogue size')
@@ -136,6 +127,8 @@ def main():
                          'under the shim computes on one core)')
     ap.add_argument('--workdir', default=None)
     args = ap.parse_args()
+    if not (args.orig_git_dir or args.orig_src_dir):
+        ap.error('give --orig-git-dir or --orig-src-dir')
     workdir = args.workdir or tempfile.mkdtemp(prefix='compare_original_')
     os.makedirs(workdir, exist_ok=True)
     if args.train and args.test:
@@ -149,8 +142,7 @@ def main():
         te.to_csv(test, sep='\t', index=False)
         print('generated data: {} training events, {} items; {} test events'.format(len(tr), tr.ItemId.nunique(), len(te)))
     run_dir = os.path.join(workdir, 'original')
-    pythonpath = export_original(args, run_dir)
-    compiledir = os.path.join(workdir, 'original_compiledir')
+    env = prepare_original(args, run_dir)
     extra = (',' + args.ours_params) if args.ours_params else ''
     print('| setting | implementation | Recall@20 per seed | MRR@20 per seed | mean Recall@20 (range) | '
           'mean MRR@20 (range) | epoch losses (first seed) | mb/s |')
@@ -163,7 +155,7 @@ def main():
             for impl in ('ours', 'original'):
                 t0 = time.time()
                 out = run_ours(params + extra, mode, seed, train, test, args.threads) if impl == 'ours' else \
-                    run_original(params, mode, seed, train, test, run_dir, pythonpath, compiledir, args.threads)
+                    run_original(params, mode, seed, train, test, run_dir, env, args.python, args.threads)
                 parsed = parse(out.stdout)
                 if parsed is None:
                     tail = (out.stdout + out.stderr).strip().splitlines()[-3:]

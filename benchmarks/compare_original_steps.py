@@ -51,7 +51,8 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from step_compare import ROOT, load_snapshots, mrg_dropout, parse_params, rel_diff, train_ours
+from step_compare import (ROOT, add_original_arguments, export_original, load_snapshots, mrg_dropout, original_env,
+                          parse_params, rel_diff, train_ours)
 
 STEPS = 25
 # Largest relative weight difference / absolute loss difference still counted as float32 rounding.
@@ -198,39 +199,6 @@ json.dump({'losses': run['losses'], 'batches': run['batches'], 'sample_rows': ru
 '''
 
 
-def export_original(args, dest):
-    """A pristine copy of the original in ``dest`` plus the shim's two CPU replacements; returns a description."""
-    if args.orig_src_dir:
-        shutil.copytree(args.orig_src_dir, dest, dirs_exist_ok=True)
-        where = args.orig_src_dir
-    else:
-        tar = subprocess.run(['git', '--git-dir', args.orig_git_dir, 'archive', args.orig_ref], check=True,
-                             capture_output=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-            t.extractall(dest)
-        commit = subprocess.run(['git', '--git-dir', args.orig_git_dir, 'rev-parse', args.orig_ref], check=True,
-                                capture_output=True, text=True).stdout.strip()
-        where = '{} @ {}'.format(args.orig_git_dir, commit[:7])
-    for name in os.listdir(os.path.join(args.theano_tool, 'replacements')):
-        if name.endswith('.py'):
-            shutil.copy(os.path.join(args.theano_tool, 'replacements', name), dest)
-    return where
-
-
-def original_env(args):
-    env = dict(os.environ)
-    path = [os.path.join(args.theano_tool, 'shim')]
-    if subprocess.run([args.python, '-c', 'import joblib'], capture_output=True).returncode != 0:
-        path.append(os.path.join(args.theano_tool, 'shim_joblib'))  # only used for .pickle inputs
-    env['PYTHONPATH'] = os.pathsep.join(path + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    os.makedirs(args.compiledir, exist_ok=True)
-    env['PYTENSOR_FLAGS'] = ','.join(['base_compiledir=' + args.compiledir] +
-                                     ([env['PYTENSOR_FLAGS']] if env.get('PYTENSOR_FLAGS') else []))
-    env.setdefault('OMP_NUM_THREADS', '1')
-    env.setdefault('PYTHONWARNINGS', 'ignore::UserWarning:pytensor.link.c.cmodule')
-    return env
-
-
 def run_original(args, orig_dir, env, params, path, steps, sample_store, workdir):
     out = os.path.join(workdir, 'original.npz')
     res = subprocess.run([args.python, '-c', ORIG_DRIVER, json.dumps(params), path, str(steps), out,
@@ -325,14 +293,7 @@ def compare(name, params, ours, orig, samples):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    src = ap.add_mutually_exclusive_group()
-    src.add_argument('--orig-git-dir', help='(bare) git dir of hidasib/GRU4Rec')
-    src.add_argument('--orig-src-dir', help='plain folder with the original files')
-    ap.add_argument('--orig-ref', default='HEAD', help='commit to export from --orig-git-dir (default HEAD)')
-    ap.add_argument('--theano-tool', default=os.path.normpath(os.path.join(ROOT, '..', 'shared', 'tools', 'theano_original')),
-                    help='the theano shim folder (shim/, replacements/)')
-    ap.add_argument('--python', default=sys.executable, help='python that runs the original (pytensor, pandas)')
-    ap.add_argument('--compiledir', default='/tmp/orig_gru4rec_compiledir', help="the original's PyTensor compile cache")
+    add_original_arguments(ap)
     ap.add_argument('--steps', type=int, default=STEPS)
     ap.add_argument('--setting', nargs='+', choices=sorted(SETTINGS), default=list(SETTINGS))
     ap.add_argument('--ours-params', default='', help='extra GRU4Rec parameters for this project only: key=value,...')

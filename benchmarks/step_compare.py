@@ -6,6 +6,10 @@ project's names and layout, into an .npz file ('<snapshot>/<weight>' keys: 'init
 and train this project's GRU4Rec for the same steps with :func:`train_ours`.
 """
 import contextlib
+import io
+import shutil
+import subprocess
+import tarfile
 import os
 import sys
 
@@ -128,3 +132,48 @@ def train_ours(params, data, steps, init=None, samples=None, dropout=None, sampl
             break
     return dict(snaps=snaps, losses=losses, batches=batches, items=[str(i) for i in m.itemidmap.index],
                 sample_rows=used_rows if m.n_sample else None, initial=initial)
+
+
+def add_original_arguments(ap):
+    """The command-line options that locate the original Theano code and the tool that runs it."""
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument('--orig-git-dir', help='(bare) git dir of hidasib/GRU4Rec')
+    src.add_argument('--orig-src-dir', help='plain folder with the original files')
+    ap.add_argument('--orig-ref', default='HEAD', help='commit to export from --orig-git-dir (default HEAD)')
+    ap.add_argument('--theano-tool', default=os.path.normpath(os.path.join(ROOT, '..', 'shared', 'tools', 'theano_original')),
+                    help='the theano shim folder (shim/, replacements/)')
+    ap.add_argument('--python', default=sys.executable, help='python that runs the original (pytensor, pandas)')
+    ap.add_argument('--compiledir', default='/tmp/orig_gru4rec_compiledir', help="the original's PyTensor compile cache")
+
+
+def export_original(args, dest):
+    """A pristine copy of the original in ``dest`` plus the shim's two CPU replacements; returns a description."""
+    if args.orig_src_dir:
+        shutil.copytree(args.orig_src_dir, dest, dirs_exist_ok=True)
+        where = args.orig_src_dir
+    else:
+        tar = subprocess.run(['git', '--git-dir', args.orig_git_dir, 'archive', args.orig_ref], check=True,
+                             capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            t.extractall(dest)
+        commit = subprocess.run(['git', '--git-dir', args.orig_git_dir, 'rev-parse', args.orig_ref], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        where = '{} @ {}'.format(args.orig_git_dir, commit[:7])
+    for name in os.listdir(os.path.join(args.theano_tool, 'replacements')):
+        if name.endswith('.py'):
+            shutil.copy(os.path.join(args.theano_tool, 'replacements', name), dest)
+    return where
+
+
+def original_env(args):
+    env = dict(os.environ)
+    path = [os.path.join(args.theano_tool, 'shim')]
+    if subprocess.run([args.python, '-c', 'import joblib'], capture_output=True).returncode != 0:
+        path.append(os.path.join(args.theano_tool, 'shim_joblib'))  # only used for .pickle inputs
+    env['PYTHONPATH'] = os.pathsep.join(path + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+    os.makedirs(args.compiledir, exist_ok=True)
+    env['PYTENSOR_FLAGS'] = ','.join(['base_compiledir=' + args.compiledir] +
+                                     ([env['PYTENSOR_FLAGS']] if env.get('PYTENSOR_FLAGS') else []))
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env.setdefault('PYTHONWARNINGS', 'ignore::UserWarning:pytensor.link.c.cmodule')
+    return env
