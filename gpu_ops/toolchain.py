@@ -39,8 +39,8 @@ Ops), inside :func:`project_compilation` only: other code in the process keeps P
   vectorise), ``-freciprocal-math``, and the defaults ``-fno-rounding-math``, ``-fno-signaling-nans``,
   ``-fcx-limited-range`` (complex only) and ``-fexcess-precision=fast`` that ``-ffast-math`` also sets.
   gcc's transformations that test the umbrella ``-funsafe-math-optimizations`` itself (algebra on
-  pow/exp/sqrt calls) are off; the training step's speed before and after: benchmarks/RESULTS.md
-  ("crtfastmath").
+  pow/exp/sqrt calls) are off: training steps and epochs ran at the same speed as with ``-ffast-math``,
+  and the goldens' metrics did not move (benchmarks/RESULTS.md, "crtfastmath").
 - ``-ffinite-math-only`` stays off, so infinities stay meaningful. With it sigmoid(x) returned NaN for
   every x below -88.7 (where exp(-x) overflows), and a GRU gate that saturated that far turned the whole
   training step into NaN (issue 16: layers=96/96, momentum, dropout, learning_rate 0.1-0.2).
