@@ -29,6 +29,9 @@ trained with ('theano' cell, 'per_row' updates).
 Other differences from the Theano original, all deliberate:
 - adam uses beta2 for the second-moment bias correction and the gradient (not its square) for the
   first moment in the sparse update; the original had both slips. No published setting uses adam.
+  Measured step by step (compare_original_steps.py, adam 0.9/0.999): the original's first step of a
+  dense bias was 10x ours and its item bias moved by up to 14x ours, so the two adams train
+  differently from the first step on. It is the only setting of that comparison that differs.
 - Random streams (dropout, negative samples) are PyTensor's, seeded by ``seed`` (42 by default), so
   runs match the original in distribution, not bit for bit; weight initialisation uses numpy's seed
   42 in the original order whatever ``seed`` is, so initial weights are identical (the original's
