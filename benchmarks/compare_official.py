@@ -10,7 +10,8 @@ Prints one table row per setting and implementation (Recall@1, Recall@20, MRR@20
 losses), and the relative differences against the mean of the port's runs. The port names things
 differently: it has no final_act (cross-entropy implies softmax; bpr-max applies ELU with elu_param)
 and always uses adagrad, so each setting lists both spellings (None where the port has no such
-setting). ``--cells`` runs this project with each GRU step (gru_cell), ``--port-runs`` repeats the
+setting). This project runs with the port's update of repeated item rows (``--sparse-update
+per_row``). ``--cells`` runs this project with each GRU step (gru_cell), ``--port-runs`` repeats the
 port (its random streams are unseeded: the spread of its runs is its noise), ``--settings multilayer``
 runs the two-layer settings with momentum of issue 16 instead of the four single-layer ones.
 """
@@ -79,6 +80,8 @@ def main():
     ap.add_argument('--settings', choices=['single', 'multilayer'], default='single')
     ap.add_argument('--only', type=int, nargs='*', help='indices of the settings to run')
     ap.add_argument('--cells', nargs='+', default=['pytorch'], choices=['pytorch', 'theano'])
+    ap.add_argument('--sparse-update', default='per_row', choices=['per_row', 'per_occurrence'],
+                    help="this project's update of repeated item rows (per_row: the port's; per_occurrence: the original's)")
     ap.add_argument('--port-runs', type=int, default=1)
     args = ap.parse_args()
     train, test = os.path.abspath(args.train), os.path.abspath(args.test)
@@ -88,8 +91,8 @@ def main():
     for i, (name, ours, theirs) in enumerate(settings):
         if args.only and i not in args.only:
             continue
-        runs = [('this project, gru_cell=' + cell, sys.executable, os.path.join(ROOT, 'run.py'), ours + ',gru_cell=' + cell, ROOT)
-                for cell in args.cells]
+        runs = [('this project, gru_cell=' + cell, sys.executable, os.path.join(ROOT, 'run.py'),
+                 ours + ',gru_cell={},sparse_update={}'.format(cell, args.sparse_update), ROOT) for cell in args.cells]
         if theirs is not None:
             runs += [('official PyTorch port, run {}'.format(r + 1), args.official_python, 'run.py', theirs, args.official)
                      for r in range(args.port_runs)]
