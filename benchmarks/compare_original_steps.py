@@ -101,6 +101,12 @@ SETTINGS = {
     'lmbd-sgd': (dict(lmbd=0.01, adapt=None), 'repeat'),
     'gradcap-sgd': (dict(grad_cap=0.03, adapt=None), 'repeat'),
     'gradcap-sgd-distinct': (dict(grad_cap=0.03, adapt=None), 'distinct'),
+    # the compare_original.py bpr-max setting (its batch and negatives scaled to the small data): every
+    # random draw and the per-occurrence update with momentum at once
+    'bprmax-shared-momentum-dropout': (dict(loss='bpr-max', final_act='elu-0.5', bpreg=1.9, constrained_embedding=True,
+                                            momentum=0.3, dropout_p_embed=0.3, n_sample=64, layers=[32]), 'repeat'),
+    'xe-2layers-momentum-dropout-shared': (dict(constrained_embedding=True, layers=[24, 24], momentum=0.1,
+                                                dropout_p_hidden=0.2, learning_rate=0.1), 'repeat'),
 }
 
 
