@@ -119,6 +119,7 @@ def main():
     ap.add_argument('--items', type=int, default=20000, help='generated data: catalogue size')
     ap.add_argument('--sessions', type=int, default=60000, help='generated data: number of sessions')
     ap.add_argument('--seeds', type=int, default=3)
+    ap.add_argument('--first-seed', type=int, default=0, help='seed index to start from (more seeds for an earlier run)')
     ap.add_argument('--settings', nargs='+', choices=sorted(SETTINGS), default=list(SETTINGS))
     ap.add_argument('--common', default=COMMON, help='parameters put before every setting\'s')
     ap.add_argument('--ours-params', default='', help='extra parameters for this project only (e.g. sparse_update=per_row)')
@@ -151,7 +152,7 @@ def main():
         params, mode = SETTINGS[name]
         params = args.common + params
         res = {'ours': [], 'original': []}
-        for seed in range(args.seeds):  # alternated, so drift of the machine's speed hits both
+        for seed in range(args.first_seed, args.first_seed + args.seeds):  # alternated, so drift of the machine's speed hits both
             for impl in ('ours', 'original'):
                 t0 = time.time()
                 out = run_ours(params + extra, mode, seed, train, test, args.threads) if impl == 'ours' else \
