@@ -334,8 +334,8 @@ class GRU4Rec(NeuralRecommender):
             g_x, g_scores, g_bias = grads[len(dense):]
             g_out = pt.dot(g_scores.T, h)  # the score of column j is h . Wy[Yall[j]] + By[Yall[j]]
             sparse, sparse_grads = [SparseParam(*input_table)], [g_x]
-            if mode == 'shared':
-                sparse_grads = [pt.concatenate([g_x, g_out])]
+            if mode == 'shared':  # the input rows' gradients, then the output rows' (the Op reads both blocks)
+                sparse_grads = [(g_x, g_out)]
             else:
                 sparse.append(SparseParam(*output_table))
                 sparse_grads.append(g_out)

@@ -76,18 +76,21 @@ class Optimizer:
         """Return an OrderedDict of updates for dense shared params and :class:`SparseParam` s.
 
         ``grads``: the gradients in the same order (dense, then sparse), when the caller builds them;
-        a per-occurrence :class:`SparseParam` needs them (one row per occurrence). By default the
-        gradients of ``cost`` with respect to the dense params and the gathered rows.
+        a per-occurrence :class:`SparseParam` needs them (one row per occurrence, as one matrix or a
+        tuple of blocks whose rows follow each other). By default the gradients of ``cost`` with
+        respect to the dense params and the gathered rows.
         """
         if grads is None:
             if any(s.inv is not None for s in sparse):
                 raise ValueError('per-occurrence sparse updates need their gradients passed in')
             grads = pytensor.grad(cost, list(dense) + [s.gathered for s in sparse])
-        grads = list(grads)
+        grads = [tuple(g) if isinstance(g, (tuple, list)) else g for g in grads]
         if self.grad_cap > 0:
-            norm = pt.sqrt(sum(pt.sum(g ** 2) for g in grads))
+            blocks = [b for g in grads for b in (g if isinstance(g, tuple) else (g,))]
+            norm = pt.sqrt(sum(pt.sum(b ** 2) for b in blocks))
             scale = pt.switch(pt.ge(norm, self.grad_cap), self.grad_cap / norm, 1.0)
-            grads = [pt.cast(g * scale, g.dtype) for g in grads]
+            grads = [tuple(pt.cast(b * scale, b.dtype) for b in g) if isinstance(g, tuple) else pt.cast(g * scale, g.dtype)
+                     for g in grads]
         updates = OrderedDict()
         for p, g in zip(dense, grads[:len(dense)]):
             if self.adapt == 'adagrad' and gpu_ops.custom_ops_enabled():
@@ -118,14 +121,16 @@ class Optimizer:
 
     def _occurrence_update(self, s, g, updates):
         """The Theano original's row-sparse step: one update per occurrence (module docstring)."""
+        blocks = g if isinstance(g, tuple) else (g,)
         if self.adapt == 'adagrad' and gpu_ops.custom_ops_enabled():
             state = [s.full, self._state(s.full, name='acc')]
             if self.momentum > 0:
                 state.append(self._state(s.full, name='vel'))
-            new = SparseAdagradOccurrences(self.lr, self.momentum, self.lmbd, EPSILON)(*state, s.rows, s.inv, g)
+            new = SparseAdagradOccurrences(self.lr, self.momentum, self.lmbd, EPSILON)(*state, s.rows, s.inv, *blocks)
             for var, value in zip(state, new if isinstance(new, list) else [new]):
                 updates[var] = value
             return
+        g = pt.concatenate(blocks) if len(blocks) > 1 else blocks[0]
         idx = s.rows[s.inv]
         g = self._scale_occurrences(s.full, g, idx, updates)
         delta = self.lr * (g + self.lmbd * s.full[idx]) if self.lmbd > 0 else self.lr * g

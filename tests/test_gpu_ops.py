@@ -580,25 +580,32 @@ def test_score_columns_c_code_matches_perform_and_is_the_gradients_adjoint(dtype
 
 @pytest.mark.parametrize('momentum', [0.0, 0.5])
 @pytest.mark.parametrize('lmbd', [0.0, 0.01])
-@pytest.mark.parametrize('ndim', [1, 2])
-def test_occurrence_adagrad_c_code_matches_perform(momentum, lmbd, ndim):
+@pytest.mark.parametrize('ndim,n_blocks', [(1, 1), (2, 1), (2, 2)])
+def test_occurrence_adagrad_c_code_matches_perform(momentum, lmbd, ndim, n_blocks):
+    """The fused per-occurrence update in C against its perform, with the gradient rows as one matrix
+    or as two blocks (a shared embedding's input and output rows)."""
     from gpu_ops.sparse_update import SparseAdagradOccurrences
     state = [pt.tensor('s{}'.format(i), dtype='float32', shape=(None,) * ndim) for i in range(3 if momentum else 2)]
-    rows, inv, g = pt.lvector('rows'), pt.lvector('inv'), pt.tensor('g', dtype='float32', shape=(None,) * ndim)
-    c, py = c_and_python(state + [rows, inv, g], SparseAdagradOccurrences(0.1, momentum, lmbd)(*state, rows, inv, g))
+    rows, inv = pt.lvector('rows'), pt.lvector('inv')
+    blocks = [pt.tensor('g{}'.format(i), dtype='float32', shape=(None,) * ndim) for i in range(n_blocks)]
+    c, py = c_and_python(state + [rows, inv] + blocks,
+                         SparseAdagradOccurrences(0.1, momentum, lmbd)(*state, rows, inv, *blocks))
     rng = np.random.RandomState(3)
     shape = (20, 7)[:ndim]
     values = [rng.randn(*shape).astype('float32'), rng.rand(*shape).astype('float32'), rng.randn(*shape).astype('float32')]
     values = values[:len(state)]
-    distinct = np.array([0, 4, 7, 19], dtype='int64')
-    occurrences = np.array([1, 0, 1, 3, 2, 1, 3], dtype='int64')  # rows 4 and 19 repeated
-    grad = rng.randn(7, *shape[1:]).astype('float32')
+    distinct = np.arange(0, 20, 2, dtype='int64')  # 10 rows, more than the prefetch distance
+    occurrences = np.array([1, 0, 1, 3, 2, 1, 3, 9, 4, 5, 6, 7, 8, 0], dtype='int64')  # rows 0, 2 and 6 repeated
+    grad = rng.randn(14, *shape[1:]).astype('float32')
     grad = grad[:, ::-1] if ndim == 2 else grad
-    for a, b in zip(c(*values, distinct, occurrences, grad), py(*values, distinct, occurrences, grad)):
+    parts = [grad] if n_blocks == 1 else [grad[:5], grad[5:]]
+    for a, b in zip(c(*values, distinct, occurrences, *parts), py(*values, distinct, occurrences, *parts)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     untouched = np.setdiff1d(np.arange(20), distinct)
-    np.testing.assert_array_equal(c(*values, distinct, occurrences, grad)[0][untouched], values[0][untouched])
-    for bad_rows, bad_occurrences in [(np.array([0, 4, 7, 20]), occurrences), (distinct, np.append(occurrences, 4))]:
+    np.testing.assert_array_equal(c(*values, distinct, occurrences, *parts)[0][untouched], values[0][untouched])
+    for bad_rows, bad_occurrences in [(np.append(distinct[:-1], 20), occurrences), (distinct, np.append(occurrences[:-1], 10))]:
         for f in (c, py):
             with pytest.raises(IndexError):
-                f(*values, bad_rows, bad_occurrences, np.resize(grad, (len(bad_occurrences),) + grad.shape[1:]))
+                f(*values, bad_rows, bad_occurrences, *parts)
+    with pytest.raises(ValueError):  # one gradient row short
+        c(*values, distinct, occurrences, *([grad[:-1]] if n_blocks == 1 else [parts[0], parts[1][:-1]]))
