@@ -6,7 +6,8 @@ Each measurement runs in a fresh process (OpenMP reads its settings when it load
 training epochs through the models' own ``fit`` (so the thread tuner, recsys_core.threads, runs as
 it does for users; compilation is outside the epoch timer), alone and then beside a busy process
 (``python -c 'while True: pass'``, one core's worth of load, started before and stopped after).
-Rounds alternate every policy and condition, since this shared VM's speed drifts. Policies:
+Rounds alternate every policy and condition, since this shared VM's speed drifts (``--against REV``:
+also every policy on the project at git revision REV, in the same rounds). Policies:
 
 - ``project``: the project's default (libgomp's default waiting, the thread tuner on);
 - ``fixed``: RECSYS_THREAD_TUNING=0, i.e. the behaviour before issue 16 (libgomp's default
@@ -68,12 +69,13 @@ print('RESULT', sum(s['minibatches'] for s in m.epoch_stats) / sum(s['seconds'] 
 
 SEQUENCE_COMMON = dict(dilated_channels=64, dilations=[1, 4, 1, 4], batch_size=80, max_len=20, n_epochs=2)
 MODELS = {
-    'gru4rec': lambda path, steps: GRU4REC_EPOCH.format(root=ROOT, path=path, params=GRU4REC_PARAMS),
-    'nextitnet': lambda path, steps: SEQUENCE_STEPS.format(root=ROOT, path=path, package='nextitnet', cls='NextItNet',
-                                                           params=SEQUENCE_COMMON, steps=steps),
-    'cprec': lambda path, steps: SEQUENCE_STEPS.format(root=ROOT, path=path, package='cprec', cls='CpRec', steps=steps,
-                                                       params=dict(SEQUENCE_COMMON, use_softmax_type='Block_Input_Softmax',
-                                                                   block='default', use_embedding_type_factor=4)),
+    'gru4rec': lambda path, steps, root: GRU4REC_EPOCH.format(root=root, path=path, params=GRU4REC_PARAMS),
+    'nextitnet': lambda path, steps, root: SEQUENCE_STEPS.format(root=root, path=path, package='nextitnet',
+                                                                 cls='NextItNet', params=SEQUENCE_COMMON, steps=steps),
+    'cprec': lambda path, steps, root: SEQUENCE_STEPS.format(root=root, path=path, package='cprec', cls='CpRec',
+                                                             steps=steps, params=dict(
+                                                                 SEQUENCE_COMMON, use_softmax_type='Block_Input_Softmax',
+                                                                 block='default', use_embedding_type_factor=4)),
 }
 
 
@@ -108,8 +110,11 @@ def main():
     ap.add_argument('--seq-batches', type=int, default=40, help='NextItNet/CpRec training steps per epoch')
     ap.add_argument('--models', nargs='+', choices=sorted(MODELS), default=['gru4rec', 'nextitnet', 'cprec'])
     ap.add_argument('--policies', nargs='+', choices=sorted(POLICIES), default=['project', 'fixed'])
+    ap.add_argument('--against', metavar='REV', help='also run every policy on the project as of git revision REV '
+                    '(a temporary worktree), alternated in the same rounds')
     args = ap.parse_args()
     sys.path.insert(0, ROOT)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from recsys_core.synthetic import generate_sessions, split_by_time
     workdir = tempfile.mkdtemp(prefix='contention_')
     paths = {}
@@ -119,23 +124,31 @@ def main():
     print('cores: {}; policies: {}'.format(os.cpu_count(), ', '.join(
         '{} ({})'.format(p, ' '.join('{}={}'.format(*kv) for kv in POLICIES[p].items()) or 'no variable set')
         for p in args.policies)))
+    trees = [('', ROOT)]
+    if args.against:
+        from cpu_training_speed import worktree
+        trees.append(('@' + args.against, worktree(args.against)))
     for model in args.models:
-        code = MODELS[model](paths['gru4rec' if model == 'gru4rec' else 'sequence'], args.seq_batches)
-        results = {(p, c): [] for p in args.policies for c in (False, True)}
+        codes = {tag: MODELS[model](paths['gru4rec' if model == 'gru4rec' else 'sequence'], args.seq_batches, root)
+                 for tag, root in trees}
+        runs = [(p, tag) for tag, _ in trees for p in args.policies]
+        results = {(p, tag, c): [] for p, tag in runs for c in (False, True)}
         for r in range(args.rounds):
-            for p in args.policies:
+            for p, tag in runs:
                 for contended in (False, True):
-                    results[p, contended].append(measure(code, p, contended))
-            print('{} round {}: '.format(model, r + 1) + '; '.join('{} {:.1f} alone / {:.1f} busy'.format(
-                p, results[p, False][-1], results[p, True][-1]) for p in args.policies), flush=True)
-        for p in args.policies:
-            alone, busy = np.median(results[p, False]), np.median(results[p, True])
+                    results[p, tag, contended].append(measure(codes[tag], p, contended))
+            print('{} round {}: '.format(model, r + 1) + '; '.join('{}{} {:.1f} alone / {:.1f} busy'.format(
+                p, tag, results[p, tag, False][-1], results[p, tag, True][-1]) for p, tag in runs), flush=True)
+        for p, tag in runs:
+            alone, busy = np.median(results[p, tag, False]), np.median(results[p, tag, True])
             print('{} {:8s}: median {:.1f} mb/s alone, {:.1f} mb/s beside a busy process = {:.0%}'.format(
-                model, p, alone, busy, busy / alone))
+                model, p + tag, alone, busy, busy / alone))
         base = args.policies[0]
-        for p in args.policies[1:]:
-            print('{} alone, {} / {}: {:.2f}x (median of per-round ratios)'.format(model, base, p, float(np.median(
-                [a / b for a, b in zip(results[base, False], results[p, False])]))))
+        for tag, _ in trees:
+            for p in args.policies[1:]:
+                print('{} alone, {} / {}: {:.2f}x (median of per-round ratios)'.format(
+                    model, base + tag, p + tag, float(np.median([a / b for a, b in zip(
+                        results[base, tag, False], results[p, tag, False])]))))
 
 
 if __name__ == '__main__':

@@ -59,6 +59,39 @@ def test_beside_a_busy_process_it_moves_to_fewer_threads_and_back_when_the_load_
     assert w.threads == 2
 
 
+class NoisyWorld(World):
+    """Step times with the host's jitter and, every ``every`` steps, one long step that does something
+    else as well (a sample store refill, an evaluation)."""
+
+    def __init__(self, seconds_per_step, every=700, extra=0.15, jitter=0.15, seed=0):
+        super().__init__(seconds_per_step)
+        import random
+        self.random, self.every, self.extra, self.jitter, self.count = random.Random(seed), every, extra, jitter, 0
+
+    def run(self, tuner, steps):
+        for _ in range(steps):
+            self.count += 1
+            base = self.seconds_per_step[self.threads] * (1 + self.jitter * (2 * self.random.random() - 1))
+            self.now += base + (self.extra if self.count % self.every == 0 else 0.0)
+            self.steps_at[self.threads] = self.steps_at.get(self.threads, 0) + 1
+            tuner.tick()
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_outlier_steps_and_jitter_do_not_move_an_idle_machine_to_fewer_threads(seed):
+    """Long steps now and then (a refill, an evaluation) and 15% jitter: two threads stay, on all but
+    the probes' steps, and the probes cost about 1% of the time."""
+    w = NoisyWorld(ALONE, seed=seed)
+    t = tuner_for(w)
+    w.run(t, 30000)
+    assert t.threads == 2
+    assert w.steps_at.get(1, 0) < 0.02 * 30000
+    w = NoisyWorld(BUSY, seed=seed)
+    t = tuner_for(w)
+    w.run(t, 10000)
+    assert t.threads == 1 and w.steps_at[1] > 0.95 * 10000
+
+
 def test_no_switch_within_the_margin_and_finish_restores_the_start():
     w = World({2: 1 / 1000, 1: 1 / 1020})  # one thread 2% faster: below the 5% margin
     t = tuner_for(w)
