@@ -4,8 +4,10 @@ The composed update gathers the optimizer-state rows, computes the step, then sc
 and the weight rows back: four passes over rows that are scattered across a large matrix, which
 measured as a quarter of a GRU4Rec CPU training step on real data (cache and TLB misses per row).
 :class:`SparseAdagrad` touches each used row once and updates weight, accumulator and velocity in
-place. Same arithmetic as ``recsys_core.optim.Optimizer`` with adapt='adagrad' (the reference, used
-when custom ops are switched off and for the other optimizers).
+place (the rows' gradients summed first: the official PyTorch port's update);
+:class:`SparseAdagradOccurrences` does the Theano original's update, one step per occurrence of a
+row, in the same pass. Same arithmetic as ``recsys_core.optim.Optimizer`` with adapt='adagrad' (the
+reference, used when custom ops are switched off and for the other optimizers).
 """
 import math
 
@@ -180,19 +182,6 @@ class SparseAdagrad(ParallelLoops, COp):
 
     def c_code_cache_version(self):
         return source_version(SparseAdagrad.c_code, alias_or_copy, PARALLEL_C)
-
-
-@node_rewriter([SparseAdagrad])
-def make_sparse_adagrad_inplace(fgraph, node):
-    op = node.op
-    if op.inplace:
-        return None
-    new = SparseAdagrad(op.learning_rate, op.momentum, op.lmbd, op.epsilon, inplace=True)(*node.inputs)
-    return new if isinstance(new, list) else [new]
-
-
-optdb.register('gpu_ops_sparse_adagrad_inplace', in2out(make_sparse_adagrad_inplace, ignore_newtrees=True),
-               'row_scatter', 'inplace', position=70.8)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -436,14 +425,15 @@ class SparseAdagradOccurrences(ParallelLoops, COp):
         return source_version(SparseAdagradOccurrences.c_code, alias_or_copy, PARALLEL_C)
 
 
-@node_rewriter([SparseAdagradOccurrences])
-def make_occurrence_adagrad_inplace(fgraph, node):
+@node_rewriter([SparseAdagrad, SparseAdagradOccurrences])
+def make_sparse_adagrad_inplace(fgraph, node):
+    """Both adagrad Ops in place, once PyTensor has checked their state may be overwritten."""
     op = node.op
     if op.inplace:
         return None
-    new = SparseAdagradOccurrences(op.learning_rate, op.momentum, op.lmbd, op.epsilon, inplace=True)(*node.inputs)
+    new = type(op)(op.learning_rate, op.momentum, op.lmbd, op.epsilon, inplace=True)(*node.inputs)
     return new if isinstance(new, list) else [new]
 
 
-optdb.register('gpu_ops_occurrence_adagrad_inplace', in2out(make_occurrence_adagrad_inplace, ignore_newtrees=True),
-               'row_scatter', 'inplace', position=70.81)
+optdb.register('gpu_ops_sparse_adagrad_inplace', in2out(make_sparse_adagrad_inplace, ignore_newtrees=True),
+               'row_scatter', 'inplace', position=70.8)

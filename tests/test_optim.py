@@ -149,6 +149,9 @@ def test_per_occurrence_updates_follow_the_original(adapt, params, custom, momen
         step = compile_function([idx, g], [], updates=opt.updates(None, [], [SparseParam(W, rows, W[rows], inv)], grads=[g]))
     finally:
         gpu_ops.set_custom_ops(True)
+    if custom and adapt == 'adagrad':  # the fused Op, switched to in place by its rewrite
+        from gpu_ops.sparse_update import SparseAdagradOccurrences
+        assert [n.op.inplace for n in step.maker.fgraph.apply_nodes if isinstance(n.op, SparseAdagradOccurrences)] == [True]
     names = {'adagrad': ['acc'], 'rmsprop': ['acc'], 'adam': ['m', 'v', 't'], 'adadelta': ['acc', 'upd']}.get(adapt, [])
     state = {n: np.zeros(6 if n == 't' else (6, 3)) for n in names + (['vel'] if momentum > 0 else [])}
     row_state = {n: np.zeros_like(v) for n, v in state.items()}
