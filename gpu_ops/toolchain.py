@@ -43,7 +43,7 @@ Ops), inside :func:`project_compilation` only: other code in the process keeps P
   and the goldens' metrics did not move (benchmarks/RESULTS.md, "crtfastmath").
 - ``-ffinite-math-only`` stays off, so infinities stay meaningful. With it sigmoid(x) returned NaN for
   every x below -88.7 (where exp(-x) overflows), and a GRU gate that saturated that far turned the whole
-  training step into NaN (issue 16: layers=96/96, momentum, dropout, learning_rate 0.1-0.2).
+  training step into NaN (layers=96/96, momentum, dropout, learning_rate 0.1-0.2).
 - ``-D__FAST_MATH__`` lets gcc vectorise the loops of exp, sigmoid and tanh: glibc declares its vector
   math functions (libmvec, ``_ZGV*expf``, ``_ZGV*tanhf``) only when ``__FAST_MATH__`` is defined
   (gcc 12, 65536 float32: exp 10x, sigmoid 9x, tanh 40x faster than without), and gcc defines it only

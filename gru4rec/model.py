@@ -251,7 +251,7 @@ class GRU4Rec(NeuralRecommender):
         layer): r, z = sigmoid(vec[:, h:] + H Wrz + Bhh[h:]); n = act(vec[:, :h] + r (H Wh + Bhh[:h]));
         H' = (1 - z) n + z H. The reset gate acts after the hidden product, and the hidden side has
         its own bias. The two are different functions; with two or more layers they train to
-        different accuracy (benchmarks/RESULTS.md, issue 16).
+        different accuracy (benchmarks/RESULTS.md).
         """
         S = self.shared
         h = self.layers[i]
