@@ -12,7 +12,7 @@ hidasib/GRU4Rec_PyTorch_Official; benchmarks/compare_official_steps.py follows i
   port's compatibility initialisation. They are different functions: the original applies the reset
   gate to the state before the hidden product, GRUCell to the product (plus a hidden-side bias).
   With one layer both train to the same accuracy; with two layers and momentum the port's cell
-  trained to lower loss and 4-11% higher MRR@20 than the original's on generated data
+  trained to lower loss and up to 11% higher MRR@20 than the original's on generated data
   (benchmarks/RESULTS.md).
 - ``sparse_update``: how an item row used several times in one step (an item that is an input, a
   target and sampled negatives at once) is updated. 'per_occurrence' (default) is the original's
