@@ -47,21 +47,43 @@ def _as_matrix(x):
     return x.reshape(x.shape[0], -1)
 
 
-class SparseAdagrad(ParallelLoops, COp):
+class _AdagradState(ParallelLoops, COp):
+    """What the two adagrad Ops share: their parameters, their state (W, acc, and vel with momentum)
+    updated in place or on copies, and the C that makes the state outputs."""
+    __props__ = ('learning_rate', 'momentum', 'lmbd', 'epsilon', 'inplace')
+
+    def __init__(self, learning_rate, momentum=0.0, lmbd=0.0, epsilon=1e-6, inplace=False):
+        self.learning_rate, self.momentum = float(learning_rate), float(momentum)
+        self.lmbd, self.epsilon, self.inplace = float(lmbd), float(epsilon), inplace
+        self.n_state = 3 if self.momentum > 0 else 2
+        if inplace:
+            self.destroy_map = {i: [i] for i in range(self.n_state)}
+
+    def infer_shape(self, fgraph, node, shapes):
+        return shapes[:len(node.outputs)]
+
+    def _state_c(self, inputs, outputs, g, fail):
+        """C making the state outputs (aliases or copies, C-contiguous, as many dimensions as the
+        gradient ``g``); returns the code and the names of W, acc and vel (acc when no momentum)."""
+        code = ''
+        for i, o in zip(inputs[:len(outputs)], outputs):
+            code += alias_or_copy(i, o, self.inplace, fail)
+            code += """
+        if (!PyArray_IS_C_CONTIGUOUS({o}) || PyArray_NDIM({o}) != PyArray_NDIM({g})) {{
+            PyErr_SetString(PyExc_ValueError, "{op}: state must be C-contiguous and match the gradient's dimensions");
+            {fail}
+        }}
+        """.format(o=o, g=g, fail=fail, op=type(self).__name__)
+        return code, outputs[0], outputs[1], outputs[2] if len(outputs) == 3 else outputs[1]
+
+
+class SparseAdagrad(_AdagradState):
     """W, acc (and vel with momentum) updated at ``rows`` (unique) with gradient rows ``g``.
 
     Built out of place (PyTensor only accepts destructive Ops from its rewrites); the rewrite
     :func:`make_sparse_adagrad_inplace` switches it to in place once PyTensor has checked that the
     state variables may be overwritten (they are shared variables updated by this Op).
     """
-    __props__ = ('learning_rate', 'momentum', 'lmbd', 'epsilon', 'inplace')
-
-    def __init__(self, learning_rate, momentum=0.0, lmbd=0.0, epsilon=1e-6, inplace=False):
-        self.learning_rate, self.momentum = float(learning_rate), float(momentum)
-        self.lmbd, self.epsilon, self.inplace = float(lmbd), float(epsilon), inplace
-        n_state = 3 if self.momentum > 0 else 2
-        if inplace:
-            self.destroy_map = {i: [i] for i in range(n_state)}
 
     def make_node(self, W, acc, *rest):
         state = [W, acc] + (list(rest[:1]) if self.momentum > 0 else [])
@@ -83,25 +105,12 @@ class SparseAdagrad(ParallelLoops, COp):
         for out, value in zip(outputs, state):
             out[0] = value
 
-    def infer_shape(self, fgraph, node, shapes):
-        return shapes[:len(node.outputs)]
-
     def c_code(self, node, name, inputs, outputs, sub):
         """The same update as ``perform``, in float32 arithmetic, one pass per used row."""
         fail = sub['fail']
         n_state = len(outputs)
         rows, g = inputs[n_state:]
-        code = ''
-        for i, o in zip(inputs[:n_state], outputs):
-            code += alias_or_copy(i, o, self.inplace, fail)
-            code += '''
-        if (!PyArray_IS_C_CONTIGUOUS({o}) || PyArray_NDIM({o}) != PyArray_NDIM({g})) {{
-            PyErr_SetString(PyExc_ValueError, "SparseAdagrad: state must be C-contiguous and match the gradient's dimensions");
-            {fail}
-        }}
-        '''.format(o=o, g=g, fail=fail)
-        W, acc = outputs[0], outputs[1]
-        vel = outputs[2] if n_state == 3 else outputs[1]
+        code, W, acc, vel = self._state_c(inputs, outputs, g, fail)
         return code + '''
         {{
             const int nd = PyArray_NDIM({W});
@@ -181,7 +190,7 @@ class SparseAdagrad(ParallelLoops, COp):
         return ['<cmath>']
 
     def c_code_cache_version(self):
-        return source_version(SparseAdagrad.c_code, alias_or_copy, PARALLEL_C)
+        return source_version(SparseAdagrad.c_code, _AdagradState._state_c, alias_or_copy, PARALLEL_C)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -211,7 +220,7 @@ def _adagrad_occurrences(W, acc, vel, rows, inv, g, lr, momentum, lmbd, eps):
     return -1
 
 
-class SparseAdagradOccurrences(ParallelLoops, COp):
+class SparseAdagradOccurrences(_AdagradState):
     """The Theano original's row-sparse adagrad (+momentum, +L2): one update per occurrence of a row.
 
     Inputs: W, acc (and vel with momentum), the distinct ``rows``, ``inv`` (for every occurrence, its
@@ -226,15 +235,6 @@ class SparseAdagradOccurrences(ParallelLoops, COp):
     the CPU) and its weight ``inc_subtensor`` adds them all.
     Reference: ``recsys_core.optim.Optimizer``'s per-occurrence composition.
     """
-    __props__ = ('learning_rate', 'momentum', 'lmbd', 'epsilon', 'inplace')
-
-    def __init__(self, learning_rate, momentum=0.0, lmbd=0.0, epsilon=1e-6, inplace=False):
-        self.learning_rate, self.momentum = float(learning_rate), float(momentum)
-        self.lmbd, self.epsilon, self.inplace = float(lmbd), float(epsilon), inplace
-        self.n_state = 3 if self.momentum > 0 else 2
-        if inplace:
-            self.destroy_map = {i: [i] for i in range(self.n_state)}
-
     def make_node(self, *inputs):
         state, (rows, inv), blocks = list(inputs[:self.n_state]), inputs[self.n_state:self.n_state + 2], \
             list(inputs[self.n_state + 2:])
@@ -262,9 +262,6 @@ class SparseAdagradOccurrences(ParallelLoops, COp):
         for out, value in zip(outputs, state):
             out[0] = value
 
-    def infer_shape(self, fgraph, node, shapes):
-        return shapes[:len(node.outputs)]
-
     def c_code(self, node, name, inputs, outputs, sub):
         """The same update as ``perform``: occurrences grouped by row (a counting sort that keeps their
         order), rows in parallel; a row used once is updated in place like :class:`SparseAdagrad`, a
@@ -274,17 +271,7 @@ class SparseAdagradOccurrences(ParallelLoops, COp):
         rows, inv = inputs[n_state:n_state + 2]
         g1 = inputs[n_state + 2]
         g2 = inputs[n_state + 3] if len(inputs) > n_state + 3 else None
-        code = ''
-        for i, o in zip(inputs[:n_state], outputs):
-            code += alias_or_copy(i, o, self.inplace, fail)
-            code += """
-        if (!PyArray_IS_C_CONTIGUOUS({o}) || PyArray_NDIM({o}) != PyArray_NDIM({g})) {{
-            PyErr_SetString(PyExc_ValueError, "SparseAdagradOccurrences: state must be C-contiguous and match the gradient's dimensions");
-            {fail}
-        }}
-        """.format(o=o, g=g1, fail=fail)
-        W, acc = outputs[0], outputs[1]
-        vel = outputs[2] if n_state == 3 else outputs[1]
+        code, W, acc, vel = self._state_c(inputs, outputs, g1, fail)
         blocks = [g1] + ([g2] if g2 else [])
         check_blocks = ''.join("""
             for (int d = 1; d < nd; ++d) {{
@@ -422,7 +409,7 @@ class SparseAdagradOccurrences(ParallelLoops, COp):
         return ['<cmath>', '<vector>']
 
     def c_code_cache_version(self):
-        return source_version(SparseAdagradOccurrences.c_code, alias_or_copy, PARALLEL_C)
+        return source_version(SparseAdagradOccurrences.c_code, _AdagradState._state_c, alias_or_copy, PARALLEL_C)
 
 
 @node_rewriter([SparseAdagrad, SparseAdagradOccurrences])
