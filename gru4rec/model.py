@@ -285,7 +285,7 @@ class GRU4Rec(NeuralRecommender):
         mode = self._input_mode()
         first_rows = None
         # the item-indexed tables this step updates: (table, distinct rows, their gathered values,
-        # each occurrence's position among them, the occurrences' rows read by the step)
+        # each occurrence's position among the distinct rows)
         if mode == 'shared':  # one table for inputs and outputs: the original's index vector is X then Y
             rows, inv = gpu_ops.unique_inverse(pt.concatenate([X, Yall]))
             gathered = S['Wy'][rows]

@@ -11,10 +11,11 @@ and a sampled negative). Two ways to update such a row, chosen per :class:`Spars
   occurrence's step is computed from the state before the step and all of them are added to the
   weight row. Adagrad's accumulator gets every occurrence's square (the original writes
   ``set_subtensor(acc[i], acc[i] + g^2)``, which Theano's and PyTensor's local_set_to_inc_subtensor
-  rewrite into an increment; adam's step count likewise counts occurrences); rmsprop's, adadelta's and adam's state decays once and accumulates
-  every occurrence (the original's "accurate when an index occurs multiple times" form); the
-  momentum velocity keeps the last occurrence's value (``set_subtensor`` of repeated rows on the
-  CPU). With momentum, a row used k times gets k momentum terms and k L2 terms.
+  rewrite into an increment; adam's step count likewise counts occurrences); rmsprop's, adadelta's
+  and adam's moments decay once and accumulate every occurrence (the original's "accurate when an
+  index occurs multiple times" form); the momentum velocity keeps the last occurrence's value
+  (``set_subtensor`` of repeated rows on the CPU). With momentum, a row used k times gets k
+  momentum terms and k L2 terms.
 
 Supported: adapt None (plain SGD), 'adagrad', 'rmsprop', 'adam', 'adadelta'; momentum; L2 (lmbd);
 global-norm gradient clipping (grad_cap). With custom ops on, adagrad updates (row-sparse and dense,
