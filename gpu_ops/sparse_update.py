@@ -344,12 +344,15 @@ class SparseAdagradOccurrences(_AdagradState):
                 #pragma omp for schedule(static)
                 for (npy_intp s = 0; s < k; ++s) {{
                     const npy_intp w = (npy_intp) rd[s * rs];
-                    if (s + 8 < k) {{  // scattered rows of large tables miss the cache: ask for one 8 rows ahead
-                        const npy_intp p = (npy_intp) rd[(s + 8) * rs];
+                    if (s + 8 < k) {{  // scattered rows of large tables miss the cache, and occurrence
+                        const npy_intp p = (npy_intp) rd[(s + 8) * rs];  // order scatters the gradient rows:
+                        const npy_intp q = order[start[s + 8]];  // ask for the row 8 ahead and its first gradient
+                        const dtype_{g1}* gq = q < n1 ? g1d + q * m : g2d + (q - n1) * m;
                         for (npy_intp j = 0; j < m; j += 64 / sizeof(dtype_{W})) {{
                             __builtin_prefetch(Wd + p * m + j, 1);
                             __builtin_prefetch(Ad + p * m + j, 1);
                             if ({momentum}) __builtin_prefetch(Vd + p * m + j, 1);
+                            __builtin_prefetch(gq + j, 0);
                         }}
                     }}
                     dtype_{W}* __restrict__ Wr = Wd + w * m;

@@ -124,7 +124,7 @@ def test_parallel_gemv_matches_the_unsplit_gemv_for_both_transposes(dtype, m, n)
 
 
 def _c_function(inputs, outputs, updates=None):
-    assert SampledLoss('top1', 'tanh').c_compile_args() == ['-fopenmp']
+    assert '-fopenmp' in SampledLoss('top1', 'tanh').c_compile_args()
     f = pytensor.function(inputs, outputs, mode=compile_mode(), updates=updates, on_unused_input='ignore')
     assert all(getattr(th, 'cthunk', None) is not None for node, th in zip(f.vm.nodes, f.vm.thunks)
                if isinstance(node.op, (SampledLoss, SparseAdagrad, RowGather, ScoreColumns, ScoreColumnsGrad)))

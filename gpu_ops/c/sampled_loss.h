@@ -26,7 +26,8 @@ static void sl_activation(int act, T a0, T a1, const T* __restrict__ z, T* __res
         break;
     }
     default: {  // softmax, softmax_logit
-        T m = z[0];
+        T m = z[0];  // ``omp simd`` (-fopenmp-simd): gcc keeps this reduction scalar under
+        #pragma omp simd reduction(max:m)  // -fno-finite-math-only (measured 1.7x slower loss)
         for (ptrdiff_t j = 1; j < K; ++j) m = z[j] > m ? z[j] : m;
         double s = 0;
         for (ptrdiff_t j = 0; j < K; ++j) { st[j] = std::exp(z[j] - m); s += st[j]; }
@@ -75,6 +76,7 @@ static void sl_activation_grad(int act, T a0, T a1, const T* __restrict__ z, con
 template <typename T>
 static void sl_softmax_neg(const T* __restrict__ y, T* __restrict__ sn, ptrdiff_t i, ptrdiff_t K) {
     T m = i == 0 ? T(0) : y[0];
+    #pragma omp simd reduction(max:m)
     for (ptrdiff_t j = 0; j < K; ++j) { const T x = j == i ? T(0) : y[j]; m = x > m ? x : m; }
     double s = 0;
     for (ptrdiff_t j = 0; j < K; ++j) { sn[j] = j == i ? T(0) : std::exp(y[j] - m); s += sn[j]; }
