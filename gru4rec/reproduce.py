@@ -23,7 +23,7 @@ from recsys_core.errors import UserError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PUBLISHED = os.path.join(HERE, 'published_results.tsv')
-PARAMFILES = os.path.join(os.path.dirname(HERE), 'paramfiles')
+PARAMFILES = os.path.join(HERE, 'paramfiles')  # the project's paramfiles/ (a link in a checkout, a copy in the wheel)
 CUT_OFFS = (1, 5, 10, 20)
 METRICS = ['{}@{}'.format(m, c) for c in CUT_OFFS for m in ('Recall', 'MRR')]
 NOT_REPRODUCED = 2
