@@ -87,7 +87,7 @@ class WarmStart:
 
 @dataclass
 class TrainingOptions:
-    """What run.py's training flags set (see the README); every field has a no-op default."""
+    """What run.py's training flags set (docs/command-line.md); every field has a no-op default."""
     max_steps: int = 0                 # 0: no cap beyond the model's n_epochs
     max_batches_per_epoch: int = 0     # 0: every batch (benchmarks time a fixed number of steps)
     valid: Any = None                  # a DataFrame of validation events
