@@ -7,6 +7,7 @@ saves and evaluates it with the same evaluation as GRU4Rec:
 - ``baselines.session_pop``: occurrences in the session so far, plus the popularity score.
 - ``baselines.item_knn``: item-to-item co-occurrence similarity to the last item.
 - ``baselines.bpr``: BPR-MF with sessions as users; a session is the mean of its items' factors.
+  Its SGD runs through the shared trainer (validation, early stopping, checkpoints, resume).
 - ``baselines.random_pred``: uniform random scores.
 
 Differences from the original (deliberate):

@@ -3,17 +3,34 @@
 Trained by SGD over the training events in random order, one uniformly drawn negative item per
 event; item biases exist but, as in the original, are never updated. At prediction time a session
 is the mean of the factors of its items so far.
+
+It trains through the shared trainer (:mod:`recsys_core.trainer`) like the neural models: an epoch
+is one of the original's iterations over the events, cut into steps of ``EVENTS_PER_STEP`` events
+(the same SGD, in the same order), so validation every N steps, early stopping, the NaN check,
+checkpoints and resume apply to it. The printed loss is the mean of -log sigmoid(x_pos - x_neg)
+(the original printed its negation). The session factors are training state only (checkpointed,
+never in the model file); the model file holds the item factors and biases.
 """
+from collections import OrderedDict
+
 import numba
 import numpy as np
+import pandas as pd
+import pytensor
 
+from recsys_core.data import TrainingEvents
+from recsys_core.model import NeuralRecommender
 from recsys_core.params import KEY_PARAMS, Param, positive
+from recsys_core.trainer import TrainingPlan
 
-from .base import SessionBaseline, non_negative
+from .base import BaselineRanker, non_negative
+
+EVENTS_PER_STEP = 4096
 
 
 @numba.njit(cache=True)
-def _sgd_epoch(U, I, bI, sessions, items, order, negatives, lr, lambda_session, lambda_item):
+def _sgd_steps(U, I, bI, sessions, items, order, negatives, lr, lambda_session, lambda_item):
+    """SGD over the events ``order`` (with their ``negatives``) in place; the summed log sigmoid."""
     total = 0.0
     for k in range(len(order)):
         e = order[k]
@@ -26,10 +43,10 @@ def _sgd_epoch(U, I, bI, sessions, items, order, negatives, lr, lambda_session, 
         I[p] += lr * (c * uf - lambda_item * f1)
         I[n] += lr * (-c * uf - lambda_item * f2)
         total += np.log(sig)
-    return total / max(len(order), 1)
+    return total
 
 
-class BPR(SessionBaseline):
+class BPR(NeuralRecommender):
     """BPR-MF; new sessions are folded in as the average of their item factors."""
 
     PARAMS = [Param('n_factors', 100, positive), Param('n_iterations', 10, non_negative),
@@ -37,7 +54,13 @@ class BPR(SessionBaseline):
               Param('lambda_item', 0.0, non_negative), Param('sigma', 0.05, non_negative),
               Param('init_normal', False), Param('seed', 42)] + KEY_PARAMS
 
-    def _fit(self, events, verbose):
+    def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None):
+        """Train on a DataFrame of events; sample_store/store_type are run.py's and unused here."""
+        return super().fit(data, verbose=verbose, training=training)
+
+    def _training_plan(self, data, verbose):
+        events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
+        self.itemidmap = events.itemidmap
         rng = np.random.RandomState(self.seed)
         lengths = np.diff(events.offsets)
         sessions = np.repeat(np.arange(len(lengths)), lengths)
@@ -47,20 +70,53 @@ class BPR(SessionBaseline):
         else:
             U = rng.rand(len(lengths), f) * 2 * self.sigma - self.sigma
             I = rng.rand(n_items, f) * 2 * self.sigma - self.sigma
-        bI = np.zeros(n_items)
-        for it in range(self.n_iterations):
-            order = rng.permutation(len(events.items))
+        self.weights = OrderedDict([('I', I), ('bI', np.zeros(n_items))])
+        self._make_shared()
+        session_factors = pytensor.shared(U, name='U')  # training state: checkpointed, not saved
+        items = events.items
+
+        def batches(epoch):
+            order = rng.permutation(len(items))
             negatives = rng.randint(n_items, size=len(order))
-            loss = _sgd_epoch(U, I, bI, sessions, events.items, order, negatives, self.learning_rate,
-                              self.lambda_session, self.lambda_item)
-            if verbose:
-                print('Iteration{} --> mean log-sigmoid: {:.6f}'.format(it + 1, loss))
-        return {'I': I, 'bI': bI}
+            for a in range(0, len(order), EVENTS_PER_STEP):
+                yield (order[a:a + EVENTS_PER_STEP], negatives[a:a + EVENTS_PER_STEP]), min(EVENTS_PER_STEP, len(order) - a)
+
+        def step(batch):
+            order, negatives = batch
+            total = _sgd_steps(session_factors.get_value(borrow=True), self.shared['I'].get_value(borrow=True),
+                               self.shared['bI'].get_value(borrow=True), sessions, items, order, negatives,
+                               self.learning_rate, self.lambda_session, self.lambda_item)
+            return -total / max(len(order), 1)
+
+        return TrainingPlan(self.n_iterations, step, batches,
+                            state=[session_factors, self.shared['I'], self.shared['bI']],
+                            host_state=lambda: rng.get_state(), set_host_state=rng.set_state,
+                            finish=self._sync_weights)
+
+    def session_ranker(self, batch_size, mode='standard', items=None):
+        self.check_trained()
+        item_idx = np.zeros(0, dtype=np.int32) if items is None else self.item_indices(items)
+        return BaselineRanker(self, batch_size, mode, item_idx)
 
     def _scores(self, histories, inp):
-        I = self.stats['I']
+        if self.shared is not None:  # the current values, also while training (validation)
+            I, bI = (self.shared[k].get_value(borrow=True) for k in ('I', 'bI'))
+        else:
+            I, bI = self.weights['I'], self.weights['bI']
         sessions = np.stack([I[h].mean(axis=0) for h in histories])
-        return sessions @ I.T + self.stats['bI']
+        return sessions @ I.T + bI
+
+    def _history_scores(self, histories):
+        return self._scores([list(h) for h in histories], np.asarray([h[-1] for h in histories]))
+
+    def _model_state(self):
+        return {'item_ids': self.itemidmap.index.values, 'weights': dict(self.weights)}
+
+    def _restore_state(self, state):
+        self.itemidmap = pd.Series(np.arange(len(state['item_ids']), dtype=np.int32), index=state['item_ids'],
+                                   name='ItemIdx')
+        # files written when BPR was fitted outside the trainer keep the two arrays under 'stats'
+        self.weights = OrderedDict((k, state.get('weights', state.get('stats'))[k]) for k in ('I', 'bI'))
 
 
 MODEL_CLASS = BPR

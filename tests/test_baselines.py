@@ -51,7 +51,7 @@ def reference_scores(model, history, items):
     if name == 'ItemKNN':
         return model._reference[history[-1]].reindex(items).fillna(0).values
     if name == 'BPR':
-        I = model.stats['I']
+        I = model.weights['I']
         idx = model.itemidmap[items].values
         return I[idx] @ I[model.itemidmap[history].values].mean(axis=0)
     raise AssertionError(name)
@@ -114,9 +114,12 @@ def test_baselines_order_as_expected_on_sequential_data(tiny_data):
 
 
 def test_bpr_training_improves_its_objective(tiny_data, capsys):
-    BPR(n_factors=16, n_iterations=4, learning_rate=0.05).fit(tiny_data[0])
-    losses = [float(l.split(': ')[1]) for l in capsys.readouterr().out.splitlines() if l.startswith('Iteration')]
-    assert len(losses) == 4 and losses[-1] > losses[0]
+    """BPR trains through the shared trainer: one epoch line per iteration, its loss (-log sigmoid) falls."""
+    model = BPR(n_factors=16, n_iterations=4, learning_rate=0.05).fit(tiny_data[0])
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith('Epoch')]
+    losses = [s['loss'] for s in model.epoch_stats]
+    assert len(lines) == len(losses) == 4 and losses[-1] < losses[0]
+    assert sum(s['events'] for s in model.epoch_stats) == 4 * len(tiny_data[0])
 
 
 def test_support_by_key_must_be_a_key_column(tiny_data):

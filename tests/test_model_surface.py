@@ -11,18 +11,31 @@ from baselines.session_pop import SessionPop
 from cprec import CpRec
 from gru4rec import GRU4Rec
 from nextitnet import NextItNet
+from peercollab import PeerCollab
 from recsys_core.errors import UserError
 from recsys_core.evaluation import EvalResult, evaluate
 from recsys_core.model import NeuralRecommender, Recommender
+from recsys_core.trainer import TrainingOptions
+from stackrec.grec import GRec
+from stackrec.nextitnet import StackNextItNet
+from stackrec.sasrec import SASRec
+from stackrec.ssept import SSEPT
+from conftest import fit_interrupted_then_resumed
 
-MODELS = {
+SEQUENCE = dict(max_len=8, batch_size=32, n_epochs=1)
+TRAINED = {  # the models trained by steps through recsys_core.trainer
     'gru4rec': (GRU4Rec, dict(layers=[16], batch_size=16, n_sample=16, n_epochs=1)),
-    'nextitnet': (NextItNet, dict(dilated_channels=8, dilations=[1, 2], max_len=8, batch_size=32, n_epochs=1)),
-    'cprec': (CpRec, dict(dilated_channels=8, dilations=[1, 2], max_len=8, batch_size=32, n_epochs=1,
-                          block=[40, 120])),
-    'pop': (Pop, {}), 'session_pop': (SessionPop, {}), 'item_knn': (ItemKNN, {}), 'random': (RandomPred, {}),
+    'nextitnet': (NextItNet, dict(dilated_channels=8, dilations=[1, 2], **SEQUENCE)),
+    'cprec': (CpRec, dict(dilated_channels=8, dilations=[1, 2], block=[40, 120], **SEQUENCE)),
+    'stackrec.nextitnet': (StackNextItNet, dict(dilated_channels=8, dilations=[1, 2], **SEQUENCE)),
+    'stackrec.grec': (GRec, dict(dilated_channels=8, dilations=[1, 4], **SEQUENCE)),
+    'stackrec.sasrec': (SASRec, dict(hidden=8, num_blocks=1, **SEQUENCE)),
+    'stackrec.ssept': (SSEPT, dict(hidden=8, num_blocks=1, **SEQUENCE)),
+    'peercollab': (PeerCollab, dict(hidden=8, num_blocks=1, **SEQUENCE)),
     'bpr': (BPR, dict(n_factors=8, n_iterations=2)),
 }
+MODELS = dict(TRAINED, **{'pop': (Pop, {}), 'session_pop': (SessionPop, {}), 'item_knn': (ItemKNN, {}),
+                          'random': (RandomPred, {})})
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +80,29 @@ def test_saved_models_load_with_the_same_recommendations(fitted, tiny_data, name
     a, b = model.recommend(history, k=5), loaded.recommend(history, k=5)
     assert list(a[0]) == list(b[0])
     np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
-    assert isinstance(model, NeuralRecommender) == (name in ('gru4rec', 'nextitnet', 'cprec'))
+    assert isinstance(model, NeuralRecommender) == (name in TRAINED)
+
+
+@pytest.mark.parametrize('name', [n if n in ('gru4rec', 'nextitnet', 'bpr') else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in TRAINED])
+def test_training_checkpoints_and_resumes_through_the_shared_trainer(fitted, tiny_data, name, tmp_path, monkeypatch):
+    """Interrupted after its third step (checkpoints every two), the same fit resumes and ends in the
+    weights of the uninterrupted fit; both protocols evaluate it (SSE-PT, which ranks with the user of
+    each history, refuses the every-next-item protocol with one error)."""
+    cls, params = TRAINED[name]
+    train, test = tiny_data
+    resumed = fit_interrupted_then_resumed(monkeypatch, cls, params, train, str(tmp_path / 'ck'), 3,
+                                           dict(verbose=False), checkpoint_every=2)
+    assert len(resumed.epoch_stats) == len(fitted[name].epoch_stats) >= 1
+    whole = fitted[name].weight_values()
+    for k, v in resumed.weight_values().items():
+        np.testing.assert_allclose(v, whole[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    assert 0 <= evaluate(resumed, test, protocol='last', cut_off=[5], verbose=False).value('mrr', 5) <= 1
+    if name == 'stackrec.ssept':
+        with pytest.raises(UserError, match='protocol last'):
+            evaluate(resumed, test, protocol='next', cut_off=[5], verbose=False)
+    else:
+        assert 0 <= evaluate(resumed, test, protocol='next', cut_off=[5], verbose=False).value('mrr', 5) <= 1
 
 
 @pytest.mark.parametrize('name', ['gru4rec', 'nextitnet', 'item_knn'])
