@@ -59,7 +59,7 @@ from recsys_core.model import NeuralRecommender
 from recsys_core.params import KEY_PARAMS, Param, format_set_line, non_negative, one_of, positive, positive_list, probability
 from recsys_core.randomness import RandomSource, dropout
 from recsys_core.sampling import SampleStore
-from recsys_core.trainer import TrainingPlan
+from recsys_core.trainer import CompileOnFirstUse, TrainingPlan
 
 from .losses import LOSSES, sampled_loss
 
@@ -425,10 +425,13 @@ class GRU4Rec(NeuralRecommender):
         self.shared_prior = pytensor.shared(support, name='P0')
         store = SampleStore(support, self.sample_alpha, self.n_sample, sample_store, seed=self.seed, verbose=verbose) \
             if self.n_sample else None
-        train = self._build_train(store)
-        # Every argument below is built with the exact dtype and layout the graph declares, so the
-        # per-call input checks (about a tenth of a CPU training step) are skipped.
-        train.trust_input = True
+        def build():
+            fn = self._build_train(store)
+            # Every argument below is built with the exact dtype and layout the graph declares, so the
+            # per-call input checks (about a tenth of a CPU training step) are skipped.
+            fn.trust_input = True
+            return fn
+        train = CompileOnFirstUse(build)
         item_idx = np.ascontiguousarray(item_idx, dtype=np.int32)
         if self.time_sort:  # the original's array (start times, sessions in id order) and default argsort
             first_time = data.groupby(self.session_key, sort=True)[self.time_key].min().values

@@ -46,7 +46,7 @@ from .optim import DenseAdam
 from .params import Param, one_of
 from .randomness import RandomSource
 from .sequences import left_pad, sequences_from_events, windows
-from .trainer import TrainingPlan
+from .trainer import CompileOnFirstUse, TrainingPlan
 
 PAD_TOKEN = '<PAD>'
 EVAL_BATCH = 256
@@ -283,7 +283,7 @@ class SequenceRecommender(NeuralRecommender):
         cost = self._train_loss(h, labels, extra) + self._regularization()
         updates = self._optimizer().updates(cost, self._trainable())
         updates.update(random_source.updates())  # dropout's generator state, advanced by every step
-        step_fn = compile_function(variables + extra, cost, updates=updates)
+        step_fn = CompileOnFirstUse(lambda: compile_function(variables + extra, cost, updates=updates))
 
         def batches(epoch):
             for b in range(n_batches):

@@ -43,6 +43,24 @@ def updated_shared(fn):
     return [i.variable for i in fn.maker.inputs if getattr(i, 'update', None) is not None]
 
 
+class CompileOnFirstUse:
+    """A compiled function built the first time it is called or read (``function``): a fit that takes
+    no step (``n_epochs=0``: a model's weights and vocabulary only, a stacking target before its warm
+    start) compiles nothing, and a training step compiles once, when it first runs."""
+
+    def __init__(self, build):
+        self._build, self._function = build, None
+
+    @property
+    def function(self):
+        if self._function is None:
+            self._function = self._build()
+        return self._function
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+
 class TrainingPlan:
     """What a model hands the trainer.
 
@@ -51,15 +69,27 @@ class TrainingPlan:
     state: shared variables to checkpoint (default: those ``step_function`` updates);
     host_state()/set_host_state(s): host-side state that changes between steps; finish(): called
     once after the last step (the model copies its trained values out of the shared variables).
-    ``step_function``: the compiled step, kept for inspection (profiles, benchmarks, the test that
-    no Op of a training step runs in Python).
+    ``step_function``: the compiled step (or a :class:`CompileOnFirstUse` of it), kept for
+    inspection (profiles, benchmarks, the test that no Op of a training step runs in Python).
     """
 
     def __init__(self, n_epochs, step, batches, state=(), host_state=None, set_host_state=None, finish=None,
                  step_function=None):
-        self.n_epochs, self.step, self.batches, self.step_function = n_epochs, step, batches, step_function
-        self.state = list(state) if state else (updated_shared(step_function) if step_function is not None else [])
+        self.n_epochs, self.step, self.batches, self._step_function = n_epochs, step, batches, step_function
+        self._state = list(state) if state else None
         self._host_state, self._set_host_state, self._finish = host_state, set_host_state, finish
+
+    @property
+    def step_function(self):
+        f = self._step_function
+        return f.function if isinstance(f, CompileOnFirstUse) else f
+
+    @property
+    def state(self):
+        """The shared variables a checkpoint holds (reading it compiles a step not compiled yet)."""
+        if self._state is None:
+            self._state = updated_shared(self.step_function) if self._step_function is not None else []
+        return self._state
 
     def host_state(self):
         return copy.deepcopy(self._host_state()) if self._host_state else None
@@ -168,6 +198,8 @@ class Trainer:
         opt, plan, model = self.options, self.plan, self.model
         step = start['step']
         stopped = False
+        if start['epoch'] < plan.n_epochs:
+            plan.step_function  # compiled here, so that no epoch's time (its mb/s) includes the compilation
         for epoch in range(start['epoch'], plan.n_epochs):
             t0 = time.time()
             skip = start['batch'] if epoch == start['epoch'] else 0

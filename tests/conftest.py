@@ -43,6 +43,20 @@ def cli(*args, timeout=900, **kwargs):
                           **kwargs)
 
 
+_RUNS = {}
+
+
+def cli_shared(*args, backend, timeout=900):
+    """cli() with the project's environment variables cleared but RECSYS_BACKEND=``backend``, run once
+    per test session for each argument list: tests that compare the same run (the JAX backend's
+    training of a model, against the C backend and against the -d cuda dry run) share it."""
+    key = (args, backend)
+    if key not in _RUNS:
+        env = {k: v for k, v in os.environ.items() if not k.startswith('RECSYS_')}
+        _RUNS[key] = cli(*args, env=dict(env, RECSYS_BACKEND=backend), timeout=timeout)
+    return _RUNS[key]
+
+
 class Interrupt(Exception):
     """Raised by :func:`interrupt_after` in place of a training step (an interrupted run)."""
 

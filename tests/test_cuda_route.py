@@ -11,7 +11,7 @@ import pytensor.tensor as pt
 import pytest
 
 import gpu_ops
-from conftest import cli
+from conftest import cli, cli_shared
 from recsys_core import backend
 from recsys_core.errors import UserError
 
@@ -90,7 +90,7 @@ def test_the_dry_run_trains_and_evaluates_exactly_like_the_jax_backend(tiny_file
     args = ['run.py', tiny_files['train'], '-t', tiny_files['test'], '-g', model, '-ps', params, '-m', '5', '20'] + extra
     env = {k: v for k, v in os.environ.items() if not k.startswith('RECSYS_')}
     dry = cli(*args, '-d', 'cuda', env=dict(env, RECSYS_CUDA_DRY_RUN='cpu'), timeout=600)
-    jax = cli(*args, '-d', 'cpu', env=dict(env, RECSYS_BACKEND='jax'), timeout=600)
+    jax = cli_shared(*args, '-d', 'cpu', backend='jax', timeout=600)  # test_jax_backend's run of the model
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert jax.returncode == 0, jax.stderr[-3000:]
     assert "DRY RUN on JAX's CPU device" in dry.stdout and 'ranking: CPU counts on a host copy' in dry.stdout

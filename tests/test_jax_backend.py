@@ -3,12 +3,11 @@ NextItNet, CpRec and StackRec's four base models on the CPU to the C backend's n
 float summation order and, for GRU4Rec, by the negative samples (JAX draws the sample store with its
 own generator), so losses agree within 1% and metrics within 10% on this small data: the C backend's
 own GRU4Rec MRR@20 spans 0.360-0.383 over seeds 42-44 here, 6% of the mean."""
-import os
 import re
 
 import pytest
 
-from conftest import cli
+from conftest import cli_shared
 
 pytestmark = pytest.mark.slow  # trains three models through run.py on two backends
 
@@ -25,7 +24,7 @@ CPREC = NEXTITNET + ',use_softmax_type=Block_Input_Softmax_Inference,use_paramet
 
 
 def _run(backend, *args):
-    out = cli('run.py', *args, env=dict(os.environ, RECSYS_BACKEND=backend), timeout=600)
+    out = cli_shared('run.py', *args, backend=backend, timeout=600)  # the JAX runs also serve test_cuda_route
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'backend: {}'.format(backend) in out.stdout
     losses = [float(x) for x in re.findall(r'--> loss: ([\d.]+)', out.stdout)]
@@ -42,7 +41,8 @@ def _run(backend, *args):
                                                   ('stackrec.grec', STACKREC_GREC, ['--protocol', 'last']),
                                                   ('stackrec.ssept', STACKREC_SSEPT, ['--protocol', 'last'])])
 def test_jax_backend_matches_the_c_backend(tiny_files, model, params, extra):
-    args = [tiny_files['train'], '-t', tiny_files['test'], '-g', model, '-ps', params, '-m', '20'] + extra
+    args = [tiny_files['train'], '-t', tiny_files['test'], '-g', model, '-ps', params, '-m', '5', '20'] + extra + \
+        ['-d', 'cpu']
     jax_losses, jax_metrics = _run('jax', *args)
     c_losses, c_metrics = _run('c', *args)
     for a, b in zip(jax_losses, c_losses):

@@ -26,9 +26,10 @@ def _run(backend, *args):
     return losses, metrics
 
 
-@pytest.mark.parametrize('cooperation', ['lw', 'pw'])
-def test_peercollab_under_jax_matches_the_c_backend(tiny_files, cooperation):
-    args = [tiny_files['train'], '-t', tiny_files['test'], '-g', 'peercollab', '-ps', PARAMS.format(cooperation),
+def test_peercollab_under_jax_matches_the_c_backend(tiny_files):
+    # LW and PW write their merges into the shared variables through the same code (PeerCollab.merge);
+    # their arithmetic is tested on the C backend (tests/test_peercollab.py)
+    args = [tiny_files['train'], '-t', tiny_files['test'], '-g', 'peercollab', '-ps', PARAMS.format('lw'),
             '-m', '20', '--protocol', 'last']
     jax_losses, jax_metrics = _run('jax', *args)
     c_losses, c_metrics = _run('c', *args)
