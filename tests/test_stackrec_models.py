@@ -136,31 +136,6 @@ def test_pipeline_bad_input_leaves_checkpoints_alone(tiny_data, tmp_path, shallo
         pipeline.main(['cl', data, '--out', str(tmp_path / 'o'), '--method', 'stackZ'])
 
 
-def test_cl_stacked_deep_model_reaches_the_from_scratch_accuracy_in_fewer_steps(tiny_data, tmp_path):
-    """The paper's claim on a small scale (CL: the shallow model exists already): from the trained
-    shallow model, stackA and stackC reach the from-scratch deep model's best MRR@5 (within its
-    100-step budget) in fewer steps."""
-    data = write_sequences(tmp_path / 'seq.csv', tiny_data)
-    events, test, train_lines = pipeline.split_events(data)
-    params = dict(dilated_channels=16, max_len=10, batch_size=64)
-    common = dict(all_events=events, test=test, eval_every=10, patience=0, verbose=False)
-    shallow = pipeline.run_stage(str(tmp_path / 'shallow'), StackNextItNet, dict(params, dilations=[1, 4]),
-                                 pipeline.ratio_events(events, train_lines, 0.8), source=None, method='from_scratch',
-                                 rule=None, cap=300, **common)
-    full = pipeline.ratio_events(events, train_lines, 1.0)
-    steps = {}
-    for method in ('from_scratch', 'stackA', 'stackC'):
-        deep = pipeline.run_stage(str(tmp_path / method), StackNextItNet, dict(params, dilations=[1, 4] * 2), full,
-                                  source=None if method == 'from_scratch' else shallow, method=method, rule='double',
-                                  cap=100, **common)
-        steps[method] = deep.training_history
-    target = max(h['value'] for h in steps['from_scratch'])
-    first = {m: next(h['step'] for h in hist if h['value'] >= target - 1e-12) for m, hist in steps.items()
-             if any(h['value'] >= target - 1e-12 for h in hist)}
-    assert 'stackA' in first and 'stackC' in first, first
-    assert first['stackA'] < first['from_scratch'] and first['stackC'] < first['from_scratch'], first
-
-
 def test_a_killed_pipeline_resumes_with_the_same_command(tiny_data, tmp_path):
     """SIGKILL the pipeline's process in its second stage; the same command again skips stage 1,
     resumes stage 2 from its last checkpoint (the best checkpoint written before the kill is kept)
