@@ -80,6 +80,7 @@ GRU4REC = ('loss=cross-entropy,final_act=softmax,constrained_embedding=True,laye
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('jax')  # with test_jax_backend, whose JAX runs it reads
 @pytest.mark.parametrize('model, params, extra', [
     ('gru4rec', GRU4REC, []),
     ('nextitnet', 'dilated_channels=16,dilations=1/2,batch_size=64,max_len=12,n_epochs=2', ['--protocol', 'last'])])

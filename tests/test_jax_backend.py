@@ -9,7 +9,7 @@ import pytest
 
 from conftest import cli_shared
 
-pytestmark = pytest.mark.slow  # trains three models through run.py on two backends
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('jax')]  # run.py on two backends; JAX runs shared
 
 pytest.importorskip('jax')
 

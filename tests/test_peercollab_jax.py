@@ -9,7 +9,7 @@ import pytest
 
 from conftest import cli
 
-pytestmark = pytest.mark.slow  # trains through run.py on two backends
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('jax')]  # trains through run.py on two backends
 
 pytest.importorskip('jax')
 
