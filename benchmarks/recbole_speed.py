@@ -213,7 +213,7 @@ print('RESULT', json.dumps(dict(steps=task['steps'], wall=wall, cpu=cpu, rows_pe
 # ``budget`` seconds of training. The clock runs from the first training step (setup and
 # compilation excluded, as above) and includes everything else: batching, the trainer, the steps.
 OURS_CONVERGE = OURS_SETUP + r"""
-from recsys_core.last_item_eval import evaluate_last_items
+from recsys_core.evaluation import evaluate_last_items
 from recsys_core.trainer import TrainingOptions
 clock = dict(start=None, evaluating=0.0, steps=0)
 curve = []

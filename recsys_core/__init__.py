@@ -4,7 +4,8 @@ The model surface: the base classes every model inherits (model: Recommender, Ne
 sequence_model: SequenceRecommender for left-padded item sequences), the one training loop
 (trainer: epochs and step caps, progress lines, NaN handling, validation every N steps, early
 stopping, checkpoints, resume, warm start) and the one evaluation entry point for both protocols
-(evaluation.evaluate -> EvalResult; last_item_eval for the last-item protocol).
+(evaluation.evaluate -> eval_result.EvalResult; last_item_eval for the last-item protocol; eval_result also
+names the protocols, tie modes and metrics the front ends and the trainer check).
 Building blocks: the dilated residual block and the SASRec block, as objects holding weight names
 (blocks), log-softmax and cross-entropy (softmax), optimizers with row-sparse updates and TF's
 Adam (optim), negative sampling (sampling), random streams inside graphs (randomness), activation

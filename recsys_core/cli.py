@@ -8,10 +8,10 @@ import signal
 import sys
 
 from .errors import UserError
+from .eval_result import PROTOCOLS
 
 EVAL_TYPES = ('standard', 'conservative', 'median', 'tiebreaking')
 PRIMARY_METRICS = ('recall', 'mrr', 'ndcg')
-PROTOCOLS = ('next', 'last')
 KEYS = ('item_key', 'session_key', 'time_key')
 """The column-key flags -ik, -sk, -tk (in this order)."""
 

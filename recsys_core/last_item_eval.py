@@ -22,22 +22,12 @@ from gpu_ops.ranking import ranks_from_counts
 from .batching import Shrink, session_parallel
 from .data import session_offsets
 from .errors import UserError
-
-
-def evaluate_last_items(model, test_data, cut_off=(5, 20), mode='standard', batch_size=512,
-                        session_key='SessionId', item_key='ItemId', time_key='Time', verbose=True):
-    """The last-item protocol; an EvalResult (``res['hr']``, ``res['mrr']``, ``res['ndcg']`` are the
-    per-cut-off lists, ``res['cases']`` and ``res['unknown_targets']`` the counts). Same as
-    ``recsys_core.evaluation.evaluate(..., protocol='last')``."""
-    from .evaluation import evaluate
-    return evaluate(model, test_data, 'last', cut_off, mode, batch_size, None, session_key, item_key, time_key,
-                    verbose)
+from .eval_result import EvalResult
 
 
 def evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, session_key, item_key, time_key,
                                verbose):
     """The pass behind :func:`recsys_core.evaluation.evaluate` for protocol 'last'."""
-    from .evaluation import EvalResult
     cuts = np.asarray(cut_off)
     model.check_trained()
     if hasattr(model, 'last_item_cases'):

@@ -28,6 +28,7 @@ import numpy as np
 
 from .backend import collector_paused
 from .errors import UserError
+from .eval_result import PROTOCOLS
 from .persistence import read_tagged_pickle, write_atomic
 from .threads import ThreadTuner
 
@@ -143,8 +144,8 @@ class TrainingOptions:
                 raise UserError('{} must be >= 0'.format(name))
         if self.cut_off < 1:
             raise UserError('The validation cut-off must be a positive integer')
-        if self.protocol not in ('next', 'last'):
-            raise UserError('Unknown protocol {!r}; use next or last'.format(self.protocol))
+        if self.protocol not in PROTOCOLS:
+            raise UserError('Unknown protocol {!r}; use one of: {}'.format(self.protocol, ', '.join(PROTOCOLS)))
         metrics = ('recall', 'hr', 'mrr', 'ndcg') if self.protocol == 'last' else ('recall', 'mrr')
         if self.metric not in metrics:
             raise UserError('Validation metric {} is not measured under protocol {} (use one of: {})'.format(

@@ -14,7 +14,7 @@ from nextitnet import NextItNet, sampled_softmax
 from recsys_core.backend import compile_function
 from recsys_core.data import load_events
 from recsys_core.errors import UserError
-from recsys_core.last_item_eval import evaluate_last_items
+from recsys_core.evaluation import evaluate_last_items
 from recsys_core.sequences import legacy_split, left_pad, windows
 
 from conftest import seq_frame
