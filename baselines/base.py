@@ -15,7 +15,20 @@ from recsys_core.params import non_negative as _non_negative
 non_negative = _non_negative.says('must be non-negative')  # the baselines' wording
 
 
-class SessionBaseline(Recommender):
+class SessionScoring:
+    """Evaluation and recommendation from ``_scores(histories, inp)`` (numpy scores of every item for
+    each session so far): what every baseline shares, whether fitted from counts or trained."""
+
+    def session_ranker(self, batch_size, mode='standard', items=None):
+        self.check_trained()
+        item_idx = np.zeros(0, dtype=np.int32) if items is None else self.item_indices(items)
+        return BaselineRanker(self, batch_size, mode, item_idx)
+
+    def _history_scores(self, histories):
+        return self._scores([list(h) for h in histories], np.asarray([h[-1] for h in histories]))
+
+
+class SessionBaseline(SessionScoring, Recommender):
     """A model that scores every item for each session from statistics of the training data.
 
     Subclasses implement ``_fit(events, verbose) -> dict of numpy arrays`` and
@@ -47,14 +60,6 @@ class SessionBaseline(Recommender):
 
     def is_trained(self):
         return self.stats is not None
-
-    def session_ranker(self, batch_size, mode='standard', items=None):
-        self.check_trained()
-        item_idx = np.zeros(0, dtype=np.int32) if items is None else self.item_indices(items)
-        return BaselineRanker(self, batch_size, mode, item_idx)
-
-    def _history_scores(self, histories):
-        return self._scores([list(h) for h in histories], np.asarray([h[-1] for h in histories]))
 
     def _model_state(self):
         return {'item_ids': self.itemidmap.index.values, 'stats': dict(self.stats)}

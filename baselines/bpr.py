@@ -23,7 +23,7 @@ from recsys_core.model import NeuralRecommender
 from recsys_core.params import KEY_PARAMS, Param, positive
 from recsys_core.trainer import TrainingPlan
 
-from .base import BaselineRanker, non_negative
+from .base import SessionScoring, non_negative
 
 EVENTS_PER_STEP = 4096
 
@@ -46,7 +46,7 @@ def _sgd_steps(U, I, bI, sessions, items, order, negatives, lr, lambda_session, 
     return total
 
 
-class BPR(NeuralRecommender):
+class BPR(SessionScoring, NeuralRecommender):
     """BPR-MF; new sessions are folded in as the average of their item factors."""
 
     PARAMS = [Param('n_factors', 100, positive), Param('n_iterations', 10, non_negative),
@@ -93,11 +93,6 @@ class BPR(NeuralRecommender):
                             host_state=lambda: rng.get_state(), set_host_state=rng.set_state,
                             finish=self._sync_weights)
 
-    def session_ranker(self, batch_size, mode='standard', items=None):
-        self.check_trained()
-        item_idx = np.zeros(0, dtype=np.int32) if items is None else self.item_indices(items)
-        return BaselineRanker(self, batch_size, mode, item_idx)
-
     def _scores(self, histories, inp):
         if self.shared is not None:  # the current values, also while training (validation)
             I, bI = (self.shared[k].get_value(borrow=True) for k in ('I', 'bI'))
@@ -105,9 +100,6 @@ class BPR(NeuralRecommender):
             I, bI = self.weights['I'], self.weights['bI']
         sessions = np.stack([I[h].mean(axis=0) for h in histories])
         return sessions @ I.T + bI
-
-    def _history_scores(self, histories):
-        return self._scores([list(h) for h in histories], np.asarray([h[-1] for h in histories]))
 
     def _model_state(self):
         return {'item_ids': self.itemidmap.index.values, 'weights': dict(self.weights)}
