@@ -31,7 +31,7 @@ class SessionScoring:
 class SessionBaseline(SessionScoring, Recommender):
     """A model that scores every item for each session from statistics of the training data.
 
-    Subclasses implement ``_fit(events, verbose) -> dict of numpy arrays`` and
+    Subclasses implement ``_statistics(events, verbose) -> dict of numpy arrays`` and
     ``_scores(histories, inp) -> (n, n_items) float64`` where ``histories[i]`` lists the item
     indices of slot i's session so far (the current item last) and ``inp`` holds the current items.
     """
@@ -40,23 +40,20 @@ class SessionBaseline(SessionScoring, Recommender):
         self.stats = None
         super().__init__(**kwargs)
 
-    def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None):
-        """Fit on a DataFrame of events; sample_store/store_type are run.py's and unused here.
-
-        Baselines are fitted in one pass, not by gradient steps, so the trainer's options
-        (validation every N steps, early stopping, checkpoints) do not apply to them.
-        """
+    def _fit(self, request):
+        """Fitted in one pass, not by gradient steps, so the trainer's options (validation every N
+        steps, early stopping, checkpoints) do not apply."""
+        training, data, verbose = request.training, request.data, request.verbose
         if training is not None and (training.valid is not None or training.checkpoint or training.warm_start):
             raise UserError('{} is fitted in one pass from counts: validation during training, checkpoints and '
                             'warm starts do not apply to it'.format(type(self).__name__))
         t0 = time.time()
         events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
         self.itemidmap = events.itemidmap
-        self.stats = self._fit(events, verbose)
+        self.stats = self._statistics(events, verbose)
         if verbose:
             print('Fitted {} on {} events of {} items in {:.2f}s'.format(type(self).__name__, len(events.items),
                                                                         self.n_items, time.time() - t0))
-        return self
 
     def is_trained(self):
         return self.stats is not None

@@ -54,12 +54,9 @@ class BPR(SessionScoring, NeuralRecommender):
               Param('lambda_item', 0.0, non_negative), Param('sigma', 0.05, non_negative),
               Param('init_normal', False), Param('seed', 42)] + KEY_PARAMS
 
-    def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None):
-        """Train on a DataFrame of events; sample_store/store_type are run.py's and unused here."""
-        return super().fit(data, verbose=verbose, training=training)
-
-    def _training_plan(self, data, verbose):
-        events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
+    def _training_plan(self, request):
+        verbose = request.verbose
+        events = TrainingEvents(request.data, self.session_key, self.item_key, self.time_key, verbose)
         self.itemidmap = events.itemidmap
         rng = np.random.RandomState(self.seed)
         lengths = np.diff(events.offsets)

@@ -46,7 +46,7 @@ class ItemKNN(SessionBaseline):
     PARAMS = [Param('n_sims', 100, positive), Param('lmbd', 20.0, non_negative), Param('alpha', 0.5, unit_interval)] \
         + KEY_PARAMS
 
-    def _fit(self, events, verbose):
+    def _statistics(self, events, verbose):
         idx, val = item_similarities(events, self.n_sims, self.lmbd, self.alpha)
         return {'sim_idx': idx, 'sim_val': val}
 

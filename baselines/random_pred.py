@@ -11,7 +11,7 @@ class RandomPred(SessionBaseline):
 
     PARAMS = [Param('seed', 42)] + KEY_PARAMS
 
-    def _fit(self, events, verbose):
+    def _statistics(self, events, verbose):
         return {}
 
     def session_ranker(self, batch_size, mode='standard', items=None):

@@ -13,7 +13,7 @@ class SessionPop(SessionBaseline):
 
     PARAMS = [Param('top_n', 100, positive), Param('support_by_key', None)] + KEY_PARAMS
 
-    def _fit(self, events, verbose):
+    def _statistics(self, events, verbose):
         return {'pop': popularity_scores(events, self.top_n, self.support_by_key, self)}
 
     def _scores(self, histories, inp):

@@ -62,8 +62,9 @@ import sys, pandas as pd
 sys.path.insert(0, {root!r})
 from recsys_core import backend; backend.configure('cpu')
 from {package} import {cls}
+from recsys_core.trainer import TrainingOptions
 data = pd.read_csv({path!r}, sep='\\t', dtype={{'ItemId': str}})
-m = {cls}(**{params!r}).fit(data, verbose=False, max_batches={steps})
+m = {cls}(**{params!r}).fit(data, verbose=False, training=TrainingOptions(max_batches_per_epoch={steps}))
 print('RESULT', sum(s['minibatches'] for s in m.epoch_stats) / sum(s['seconds'] for s in m.epoch_stats))
 '''
 

@@ -102,12 +102,12 @@ def run_dataset(name, path, args, out):
                 n_epochs=args.epochs, learning_rate=args.lr)
     results = {}
     for run, params in RUNS:
-        model, evaluator = train(dict(base, **params), train_events, test_events, os.path.join(out, name, run),
-                                 verbose=False)
+        model, summary = train(dict(base, **params), train_events, test_events, os.path.join(out, name, run),
+                               verbose=False)
         steps = sum(s['minibatches'] for s in model.epoch_stats)
         seconds = sum(s['seconds'] for s in model.epoch_stats)
         later = [s['seconds'] / s['minibatches'] for s in model.epoch_stats[1:]] or [seconds / max(steps, 1)]
-        results[run] = {'peers': {k: evaluator.best(k) for k in model.local_peers()}, 'steps': steps,
+        results[run] = {'peers': {k: summary['peer {}'.format(k)]['best'] for k in model.local_peers()}, 'steps': steps,
                         'seconds': seconds, 'seconds_per_step': seconds / max(steps, 1),
                         'fastest_epoch_seconds_per_step': min(later),  # epochs 2.. (each with a merge)
                         'merge_seconds': merge_seconds(model) if model.cooperates() else 0.0}

@@ -55,6 +55,7 @@ def main():
     backend.configure('cpu')
     from cprec import CpRec
     from recsys_core.last_item_eval import last_item_cases
+    from recsys_core.trainer import TrainingOptions
     from recsys_core.synthetic import generate_sessions
     data = generate_sessions(n_items=args.items, n_sessions=args.sessions, seed=1, mean_length=12, zipf=args.zipf)
     test_ids = data['SessionId'].unique()[-1024:]
@@ -65,7 +66,7 @@ def main():
     rows = []
     for softmax in ('FullSoftmax', 'Block_Input_Softmax', 'Block_Input_Softmax_Inference'):
         model = CpRec(use_softmax_type=softmax, **common)
-        model.fit(train, verbose=False, max_batches=args.batches)
+        model.fit(train, verbose=False, training=TrainingOptions(max_batches_per_epoch=args.batches))
         counts = model.parameter_counts()
         sec = model.epoch_stats[-1]['seconds'] / model.epoch_stats[-1]['minibatches']
         histories, targets = last_item_cases(model, test, 'SessionId', 'ItemId', 'Time')

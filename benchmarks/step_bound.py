@@ -119,8 +119,9 @@ def interleaved(model, data, rounds, steps, labels, warmup=3):
     the products' time measured right after it. This shared VM's speed drifts by 30% within a
     minute, so a rate measured minutes away from the steps it bounds would move the ratio more than
     any change to the step."""
+    from recsys_core.model import FitRequest
     model._compiled = {}
-    plan = model._training_plan(data, verbose=False)
+    plan = model._training_plan(FitRequest(data, verbose=False))
     shapes = step_gemm_shapes(model, labels)  # the weights exist once the plan is made
     fns = product_functions(shapes)
     batches = iter(plan.batches(0))

@@ -89,6 +89,7 @@ def train_ours(params, data, steps, init=None, samples=None, dropout=None, sampl
     from gru4rec import GRU4Rec
     from gru4rec import model as gru4rec_model
     from recsys_core.sampling import SampleStore
+    from recsys_core.model import FitRequest
 
     used_rows = []
 
@@ -117,7 +118,7 @@ def train_ours(params, data, steps, init=None, samples=None, dropout=None, sampl
         stack.enter_context(_patched(gru4rec_model, 'SampleStore', InjectedStore))
         if dropout is not None:
             stack.enter_context(_patched(gru4rec_model, 'dropout', dropout))
-        plan = m._training_plan(data, False, sample_store=sample_store)
+        plan = m._training_plan(FitRequest(data, verbose=False, sample_store=sample_store))
     initial = {k: s.get_value().copy() for k, s in m.shared.items()}
     if init is not None:
         for k, s in m.shared.items():

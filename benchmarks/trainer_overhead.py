@@ -33,11 +33,12 @@ def main():
     from recsys_core.synthetic import generate_sessions
     from recsys_core.backend import collector_paused
     from recsys_core.threads import ThreadTuner
+    from recsys_core.model import FitRequest
     from recsys_core.trainer import Trainer, TrainingOptions
     data = generate_sessions(n_items=args.items, n_sessions=args.sessions, seed=3)
     model = GRU4Rec(loss='cross-entropy', final_act='softmax', constrained_embedding=True, logq=1.0, layers=[128],
                     batch_size=64, n_sample=2048, sample_alpha=0.5, learning_rate=0.05, n_epochs=1)
-    plan = model._training_plan(data, verbose=False)
+    plan = model._training_plan(FitRequest(data, verbose=False))
 
     def bare_epoch():
         with collector_paused(), ThreadTuner() as tuner:  # as GRU4Rec's fit() ran its epochs before

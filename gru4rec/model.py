@@ -399,20 +399,12 @@ class GRU4Rec(NeuralRecommender):
         return [np.zeros((n, h), dtype='float32') for h in self.layers]
 
     # ----------------------------------------------------------------- training
-    def fit(self, data, sample_store=10000000, store_type='gpu', verbose=True, training=None):
-        """Train on a DataFrame of events (session_key, item_key, time_key columns).
-
-        sample_store: size of the negative-sample store in item ids (run.py -ss). store_type ('gpu' or
-        'cpu', run.py --sample_store_on_cpu) is accepted for the original's interface; on the CPU
-        device both mean host memory. training: recsys_core.trainer.TrainingOptions (validation,
-        early stopping, checkpoints, warm start, step caps).
-        """
-        return super().fit(data, verbose=verbose, training=training, sample_store=sample_store)
-
-    def _training_plan(self, data, verbose, sample_store=10000000):
-        """Weights, sample store and the compiled step; batches are session-parallel mini-batches
-        whose hidden states the plan carries from step to step."""
-        events = datatools.TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose)
+    def _training_plan(self, request):
+        """Weights, sample store (``request.sample_store`` item ids, run.py -ss; its store_type is
+        the original's interface and means host memory on the CPU) and the compiled step; batches
+        are session-parallel mini-batches whose hidden states the plan carries from step to step."""
+        verbose, sample_store = request.verbose, request.sample_store
+        events = datatools.TrainingEvents(request.data, self.session_key, self.item_key, self.time_key, verbose)
         self._predict_state = None
         data, self.itemidmap = events.data, events.itemidmap
         item_idx, offsets = events.items, events.offsets

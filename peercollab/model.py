@@ -242,14 +242,13 @@ class PeerCollab(SequenceRecommender):
                             'parameters and data?'.format(source, bad[0]))
         return OrderedDict((n, np.asarray(received[n], dtype=own[n].dtype)) for n in own)
 
-    def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None, max_batches=None,
-            vocab_data=None, vocabulary_of=None):
-        """Train every local peer (see the module docstring); max_batches caps each epoch's batches."""
-        return super().fit(data, verbose=verbose, training=training, max_batches=max_batches,
-                           vocab_data=vocab_data, vocabulary_of=vocabulary_of)
-
-    def _training_plan(self, data, verbose, max_batches=None, vocab_data=None, vocabulary_of=None):
-        rows = self._training_rows(data, verbose, vocab_data if self.vocabulary == 'all' else None, vocabulary_of)
+    def _training_plan(self, request):
+        """Every local peer's step (one graph, compiled once), the peers' own batch orders, the
+        cosine schedule over the epochs' batches (capped by the trainer's per-epoch cap) and the
+        merge at the first step of each epoch."""
+        rows = self._training_rows(request.data, request.verbose,
+                                   request.vocab_data if self.vocabulary == 'all' else None, request.vocabulary_of)
+        verbose = request.verbose
         exchange = None
         if self.exchange:
             params = {k: v for k, v in self.get_params().items() if k != 'peer'}  # what every peer's process shares
@@ -261,14 +260,14 @@ class PeerCollab(SequenceRecommender):
         self._make_shared()
         local = self.local_peers()
         rate = pt.fscalar('learning_rate')
-        X, cost, updates = self.peers[local[0]].training_step(rate)
-        steps = OrderedDict([(local[0], compile_function([X, rate], cost, updates=updates))])
+        variables, cost, updates = self.peers[local[0]]._step_graph(rate)
+        steps = OrderedDict([(local[0], compile_function(variables + [rate], cost, updates=updates))])
         for k in local[1:]:  # the same graph on peer k's variables: compiled (rewritten) once, not per peer
             steps[k] = steps[local[0]].copy(swap=self._swap(steps[local[0]], local[0], k))
         batch = min(self.batch_size, len(rows))
         n_batches = -(-len(rows) // batch)
-        if max_batches is not None:
-            n_batches = min(n_batches, max_batches)
+        if request.training.max_batches_per_epoch:
+            n_batches = min(n_batches, request.training.max_batches_per_epoch)
         total_steps = max(1, self.n_epochs * n_batches)
         orders = {k: np.random.RandomState(self.seed_of(k)).permutation(len(rows)) for k in local}
         if verbose:

@@ -38,62 +38,80 @@ def split_events(path, max_len, min_distinct=None):
     return sequence_events(train), sequence_events(test)
 
 
-class PeerEvaluator:
-    """The trainer's evaluator: every local peer on the test set (HR/MRR/NDCG@5,20); the deployed
-    peer's MRR@5 is the value the trainer keeps best.model by. The history (peer -> epoch ->
-    metrics) is kept in ``history_path`` so that a resumed run reports the epochs before it."""
+def peer_metric(k, name):
+    """The history's name of peer k's metric (e.g. ``p1.mrr@5``)."""
+    return 'p{}.{}'.format(k, name)
 
-    def __init__(self, test, history_path=None, verbose=True):
-        self.test, self.path, self.verbose = test, history_path, verbose
-        self.history = {}
-        if history_path and os.path.isfile(history_path):
-            with open(history_path) as f:
-                self.history = {int(k): {int(e): m for e, m in v.items()} for k, v in json.load(f).items()}
+
+class PeerEvaluator:
+    """The trainer's evaluator: every local peer on the test set (HR/MRR/NDCG@5,20). It returns every
+    peer's metrics (``p1.mrr@5``, ...) and, as ``mrr@5``, the deployed peer's MRR@5, which the
+    trainer keeps best.model by; the trainer's history (checkpointed, so a resumed run still has
+    the epochs before it) holds them all, and the per-epoch tables are read from it."""
+
+    def __init__(self, test, verbose=True):
+        self.test, self.verbose = test, verbose
 
     def __call__(self, model):
         from recsys_core.evaluation import evaluate
         epoch = model.epoch_of_last_step + 1
+        measured = {}
         for k in model.local_peers():
             res = evaluate(model.peer_model(k), self.test, protocol='last', cut_off=list(CUT_OFFS), verbose=False)
             metrics = {'{}@{}'.format(m, c): float(res.value(m, c)) for m in METRICS for c in CUT_OFFS}
-            self.history.setdefault(k, {})[epoch] = metrics
+            measured.update((peer_metric(k, n), v) for n, v in metrics.items())
             if self.verbose:
                 print('peer {} epoch {}: {}'.format(k, epoch, ' '.join('{} {:.4f}'.format(n, v)
                                                                         for n, v in metrics.items())))
-                print('peer {} {}'.format(k, self.best_line(k)))
-        if self.path:
-            write_text_atomic(self.path, json.dumps(self.history))
-        return self.history[model.deployed_peer()][epoch]['mrr@5']
-
-    def best(self, k):
-        """Each metric's best over the epochs (maxed independently, as released)."""
-        epochs = self.history.get(k, {}).values()
-        return {name: max(m[name] for m in epochs) for name in next(iter(epochs))} if epochs else {}
-
-    def best_line(self, k):
-        best = self.best(k)
-        return ' '.join('Best {}_{}: {:.4f}'.format(RELEASE_NAMES[m], c, best['{}@{}'.format(m, c)])
-                        for m in METRICS for c in CUT_OFFS)
-
-    def summary(self):
-        return {'peer {}'.format(k): {'best': self.best(k), 'epochs': {str(e): m for e, m in sorted(v.items())}}
-                for k, v in sorted(self.history.items())}
+                history = peer_history(model.training_history + [{'epoch': epoch, 'metrics': measured}])
+                print('peer {} {}'.format(k, best_line(history[k])))
+        measured['mrr@5'] = measured[peer_metric(model.deployed_peer(), 'mrr@5')]
+        return measured
 
 
-def train(params, train_events, test_events, folder, verbose=True, max_batches=None):
-    """Fit a PeerCollab on the split with every peer evaluated per epoch; checkpoints in ``folder``."""
+def peer_history(training_history):
+    """peer -> epoch -> metrics, from the trainer's history of :class:`PeerEvaluator` evaluations."""
+    peers = {}
+    for entry in training_history:
+        for name, value in entry.get('metrics', {}).items():
+            if name.startswith('p') and '.' in name:
+                k, metric = name[1:].split('.', 1)
+                peers.setdefault(int(k), {}).setdefault(int(entry['epoch']), {})[metric] = value
+    return peers
+
+
+def best_of(epochs):
+    """Each metric's best over the epochs (maxed independently, as released)."""
+    rows = list(epochs.values())
+    return {name: max(m[name] for m in rows) for name in rows[0]} if rows else {}
+
+
+def best_line(epochs):
+    best = best_of(epochs)
+    return ' '.join('Best {}_{}: {:.4f}'.format(RELEASE_NAMES[m], c, best['{}@{}'.format(m, c)])
+                    for m in METRICS for c in CUT_OFFS)
+
+
+def summary_of(model):
+    """{'peer k': {'best': each metric's best, 'epochs': {epoch: metrics}}} of a trained model."""
+    return {'peer {}'.format(k): {'best': best_of(v), 'epochs': {str(e): m for e, m in sorted(v.items())}}
+            for k, v in sorted(peer_history(model.training_history).items())}
+
+
+def train(params, train_events, test_events, folder, verbose=True, max_batches_per_epoch=0):
+    """Fit a PeerCollab on the split with every peer evaluated per epoch; checkpoints in ``folder``.
+    Returns the model and its summary (:func:`summary_of`), also written to ``folder/summary.json``."""
     from recsys_core.trainer import TrainingOptions
     from .model import PeerCollab
     model = PeerCollab(**dict(params, vocabulary='all'))
     os.makedirs(folder, exist_ok=True)
-    evaluator = PeerEvaluator(test_events, os.path.join(folder, 'history.json'), verbose)
-    options = TrainingOptions(evaluator=evaluator, restore_best=False, checkpoint=folder, metric='mrr', cut_off=5,
-                              protocol='last')
-    model.fit(train_events, verbose=verbose, training=options, vocab_data=test_events, max_batches=max_batches)
+    options = TrainingOptions(evaluator=PeerEvaluator(test_events, verbose), restore_best=False, checkpoint=folder,
+                              metric='mrr', cut_off=5, protocol='last', max_batches_per_epoch=max_batches_per_epoch)
+    model.fit(train_events, verbose=verbose, training=options, vocab_data=test_events)
     model.savemodel(os.path.join(folder, 'model.pkl'))
-    summary = evaluator.summary()
+    summary = summary_of(model)
     write_text_atomic(os.path.join(folder, 'summary.json'), json.dumps(summary, indent=1))
-    return model, evaluator
+    return model, summary
 
 
 def build_parser():
@@ -131,9 +149,9 @@ def main(argv=None):
     if args.peer:
         params = dict(params, exchange=os.path.join(args.out, 'exchange'), peer=args.peer, run_id=args.run_id)
         folder = os.path.join(args.out, 'peer{}'.format(args.peer))
-    _, evaluator = train(params, train_events, test_events, folder)
-    for k in sorted(evaluator.history):
-        print('peer {} {}'.format(k, evaluator.best_line(k)))
+    model, _ = train(params, train_events, test_events, folder)
+    for k, epochs in sorted(peer_history(model.training_history).items()):
+        print('peer {} {}'.format(k, best_line(epochs)))
     return 0
 
 

@@ -4,15 +4,13 @@ post-LN, FFN width d, separate output layer with a bias, full-softmax cross-entr
 position, padding targets included), with PeerCollab's defaults (d 256, 2 blocks, 1 head,
 dropout 0, batch 128, max_len 100, PyTorch's Adam at lr 1e-3).
 
-What differs from StackRec's class is the optimizer's learning rate: a scalar input of the
-training step, so the host feeds the cosine schedule and each peer's own rate (difflr) per batch.
+PeerCollab compiles the step of :meth:`_step_graph` with the learning rate as a scalar input, so
+the host feeds the cosine schedule and each peer's own rate (difflr) per batch.
 """
 import pytensor.tensor as pt
 from pytensor.gradient import disconnected_grad
 
-from recsys_core.optim import DenseAdam
 from recsys_core.params import KEY_PARAMS, Param, non_negative, positive, probability
-from recsys_core.randomness import RandomSource
 from recsys_core.sequence_model import VOCABULARY
 from stackrec.sasrec import SASRec
 
@@ -47,13 +45,3 @@ class PeerSASRec(SASRec):
         is_pad = pt.eq(pt.arange(items.shape[0]), self.pad_index)[:, None]
         table = pt.switch(is_pad, disconnected_grad(items), items)
         return table[X] + self.shared['pos_emb'][:X.shape[1]][None, :, :]
-
-    def training_step(self, learning_rate):
-        """(symbolic row matrix X, cost, updates) of one step; ``learning_rate`` a symbolic scalar."""
-        X = pt.imatrix('X')
-        random_source = RandomSource(self.seed + 2)
-        h = self._train_hidden(X[:, :-1], random_source)
-        cost = self._train_loss(h, X[:, 1:], [])
-        updates = DenseAdam(learning_rate, self.beta1, torch_epsilon=True).updates(cost, self._trainable())
-        updates.update(random_source.updates())
-        return X, cost, updates

@@ -2,16 +2,19 @@
 
 :class:`Recommender` (every model): declared parameters (``set_params``), the trained check, the
 item-id mapping (``item_indices`` with ``skip_unknown``), ``recommend`` (top-k with
-``exclude_seen``), the model state and atomic ``savemodel`` / ``loadmodel``. A model implements
-``is_trained()``, ``_history_scores(histories)`` (scores of every index for each history),
-``index_ids()`` (the item id of every index) and its own part of the state.
+``exclude_seen``), the model state and atomic ``savemodel`` / ``loadmodel``, and the one ``fit``
+signature (what it was given reaches the model as a :class:`FitRequest`). A model implements
+``is_trained()``, ``_fit(request)``, ``_history_scores(histories)`` (scores of every index for each
+history), ``index_ids()`` (the item id of every index) and its own part of the state.
 
 :class:`NeuralRecommender` (models trained by gradient steps): weights as named arrays, their
 PyTensor shared variables, compiled functions cached per model, and ``fit`` through the one
 trainer (:mod:`recsys_core.trainer`). Such a model implements ``_training_plan(data, verbose,
-**fit_args)`` and ``_init_weights()``.
+request)`` and ``_init_weights()``.
 """
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 import pytensor
@@ -20,6 +23,23 @@ from . import data as datatools
 from .errors import UserError
 from .params import ParamSet
 from .persistence import load_model, save_model
+
+
+@dataclass
+class FitRequest:
+    """What :meth:`Recommender.fit` was given, as the model's training code receives it."""
+    data: Any
+    verbose: bool = True
+    training: Any = None               # recsys_core.trainer.TrainingOptions (None: the defaults)
+    sample_store: int = 10000000       # GRU4Rec's negative-sample store (run.py -ss)
+    store_type: str = 'gpu'            # GRU4Rec's original interface; host memory on the CPU
+    vocab_data: Any = None             # events that join a sequence model's vocabulary (vocabulary=all)
+    vocabulary_of: Optional[Any] = None  # a trained sequence model whose vocabulary is kept (stacking)
+
+    def __post_init__(self):
+        if self.training is None:
+            from .trainer import TrainingOptions
+            self.training = TrainingOptions()
 
 
 class Recommender(ParamSet):
@@ -63,6 +83,32 @@ class Recommender(ParamSet):
     def evaluation_notes(self):
         """Lines about how the last evaluation was computed (e.g. a pruned fast inference)."""
         return []
+
+    # ----------------------------------------------------------------- training
+    def fit(self, data, sample_store=10000000, store_type='gpu', verbose=True, training=None, vocab_data=None,
+            vocabulary_of=None):
+        """Train on ``data`` (a DataFrame of events with the model's session, item and time keys).
+
+        sample_store (run.py -ss) and store_type (--sample_store_on_cpu): GRU4Rec's negative-sample
+        store, in the original's interface; other models take no samples from a store.
+        training: :class:`recsys_core.trainer.TrainingOptions` (validation, early stopping,
+        checkpoints, warm start, step caps); gradient-trained models only.
+        vocab_data: other events (e.g. the test set) that join a sequence model's vocabulary,
+        frequencies and length without being trained on (required with vocabulary=all, unused
+        otherwise). vocabulary_of: a trained sequence model of the same family whose vocabulary
+        and length are kept (a stacked model indexes items as its source does).
+        Returns the model.
+        """
+        if vocabulary_of is not None and not self.KEEPS_VOCABULARY_OF:
+            raise UserError('{} does not take another model\'s vocabulary (vocabulary_of)'.format(type(self).__name__))
+        self._fit(FitRequest(data, verbose, training, sample_store, store_type, vocab_data, vocabulary_of))
+        return self
+
+    KEEPS_VOCABULARY_OF = False
+    """Whether ``fit(vocabulary_of=...)`` applies (the sequence models)."""
+
+    def _fit(self, request):
+        raise NotImplementedError
 
     # ----------------------------------------------------------------- recommendation
     def recommend(self, sessions, k=20, exclude_seen=False, skip_unknown=False):
@@ -177,27 +223,30 @@ class NeuralRecommender(Recommender):
         return self._compiled[key]
 
     # ----------------------------------------------------------------- training
-    def fit(self, data, verbose=True, training=None, **fit_args):
-        """Train on a DataFrame of events through the shared trainer.
+    def _fit(self, request):
+        """Through the shared trainer: the model's plan, run under ``request.training``.
 
-        training: :class:`recsys_core.trainer.TrainingOptions` (validation, early stopping,
-        checkpoints, warm start, step caps); fit_args go to the model's ``_training_plan``.
         Sets ``epoch_stats`` (one dict per epoch) and ``training_history`` (one per validation:
-        step, epoch, value, best, seconds since the start).
+        step, epoch, value, best, seconds since the start, and the evaluator's other metrics).
         """
-        from .trainer import Trainer, data_fingerprint
-        trainer = Trainer(training, verbose)  # options are checked before anything is built
+        from .trainer import Trainer
+        trainer = Trainer(request.training, request.verbose)  # options are checked before anything is built
         self._compiled = {}
-        plan = self._training_plan(data, verbose, **fit_args)
+        plan = self._training_plan(request)
         fingerprint = None
         if trainer.options.checkpoint:  # what a checkpoint must match to be resumed
-            keys = [k for k in (self.session_key, self.item_key, self.time_key) if k in data.columns]
             fingerprint = {'model': '{}.{}'.format(type(self).__module__, type(self).__name__),
                            'parameters': repr(sorted(self.get_params().items())),
-                           'training data': data_fingerprint(data, keys)}
+                           'training data': self._data_fingerprint(request.data)}
         self.training_history = trainer.run(self, plan, fingerprint)
         self._compiled = {}
-        return self
 
-    def _training_plan(self, data, verbose, **fit_args):
+    def _data_fingerprint(self, data):
+        """A short hash of the training data, so that a checkpoint is only resumed on the same data."""
+        from .trainer import data_fingerprint
+        return data_fingerprint(data, [k for k in (self.session_key, self.item_key, self.time_key)
+                                       if k in data.columns])
+
+    def _training_plan(self, request):
+        """The :class:`recsys_core.trainer.TrainingPlan` of a :class:`FitRequest`."""
         raise NotImplementedError

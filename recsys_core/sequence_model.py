@@ -67,6 +67,8 @@ applies it through :meth:`SequenceRecommender._scored_rows` in its ``_train_loss
 class SequenceRecommender(NeuralRecommender):
     """Base of the sequence models: left-padded windows of at most ``seq_len`` items."""
 
+    KEEPS_VOCABULARY_OF = True
+
     def __init__(self, **kwargs):
         self.vocab = None
         self.pad_index = None
@@ -244,49 +246,31 @@ class SequenceRecommender(NeuralRecommender):
     def _set_host_state(self, state):
         self._rng = state
 
-    def _optimizer(self):
-        """TF 1.x's Adam, the optimizer NextItNet and CpRec were published with."""
-        return DenseAdam(self.learning_rate, self.beta1)
+    def _optimizer(self, learning_rate=None):
+        """TF 1.x's Adam, the optimizer NextItNet and CpRec were published with (``learning_rate``:
+        a symbolic rate fed per step instead of the model's)."""
+        return DenseAdam(self.learning_rate if learning_rate is None else learning_rate, self.beta1)
 
     def _report(self):
         """A line printed before training (e.g. the parameter counts)."""
         return None
 
-    def fit(self, data, sample_store=None, store_type=None, verbose=True, training=None, max_batches=None,
-            vocab_data=None, vocabulary_of=None):
-        """Train on a DataFrame of events (run.py's sample_store/store_type are unused here).
-
-        max_batches stops each epoch early (benchmarks time a fixed number of steps with it).
-        vocab_data: events with the same columns (e.g. the test set) that join the vocabulary, its
-        frequencies and T without being trained on; required with vocabulary=all, unused with
-        vocabulary=train. vocabulary_of: a trained model of the same family whose vocabulary and
-        T are used as they are (stacking). training: recsys_core.trainer.TrainingOptions.
-        """
-        return super().fit(data, verbose=verbose, training=training, max_batches=max_batches, vocab_data=vocab_data,
-                           vocabulary_of=vocabulary_of)
-
-    def _training_plan(self, data, verbose, max_batches=None, vocab_data=None, vocabulary_of=None):
+    def _training_plan(self, request):
         """Rows, weights and the compiled step; batches are the complete batches in the rows' fixed
         order (as released)."""
-        rows = self._training_rows(data, verbose, vocab_data if self.vocabulary == 'all' else None, vocabulary_of)
+        rows = self._training_rows(request.data, request.verbose,
+                                   request.vocab_data if self.vocabulary == 'all' else None, request.vocabulary_of)
         self.weights = self._init_weights()
         self._make_shared()
         self._rng = np.random.default_rng(self.seed + 1)
-        if verbose and self._report():
+        if request.verbose and self._report():
             print(self._report())
         batch = min(self.batch_size, len(rows))
-        n_batches = len(rows) // batch if max_batches is None else min(len(rows) // batch, max_batches)
-        variables, inputs, labels, select = self._batch_variables()
-        extra = self._loss_inputs()
-        random_source = RandomSource(self.seed + 2)
-        h = select(self._train_hidden(inputs, random_source))
-        cost = self._train_loss(h, labels, extra) + self._regularization()
-        updates = self._optimizer().updates(cost, self._trainable())
-        updates.update(random_source.updates())  # dropout's generator state, advanced by every step
-        step_fn = CompileOnFirstUse(lambda: compile_function(variables + extra, cost, updates=updates))
+        variables, cost, updates = self._step_graph()
+        step_fn = CompileOnFirstUse(lambda: compile_function(variables, cost, updates=updates))
 
         def batches(epoch):
-            for b in range(n_batches):
+            for b in range(len(rows) // batch):
                 xb = _Batch(self, rows[b * batch:(b + 1) * batch])
                 yield xb, self._batch_weight(xb)
 
@@ -296,6 +280,19 @@ class SequenceRecommender(NeuralRecommender):
 
         return TrainingPlan(self.n_epochs, step, batches, step_function=step_fn, host_state=self._host_state,
                             set_host_state=self._set_host_state, finish=self._sync_weights)
+
+    def _step_graph(self, learning_rate=None):
+        """(symbolic inputs, cost, updates) of one training step: the batch's variables, then
+        :meth:`_loss_inputs`. ``learning_rate``: a symbolic scalar the host feeds per step (a
+        schedule), else the model's own rate."""
+        variables, inputs, labels, select = self._batch_variables()
+        extra = self._loss_inputs()
+        random_source = RandomSource(self.seed + 2)
+        h = select(self._train_hidden(inputs, random_source))
+        cost = self._train_loss(h, labels, extra) + self._regularization()
+        updates = self._optimizer(learning_rate).updates(cost, self._trainable())
+        updates.update(random_source.updates())  # dropout's generator state, advanced by every step
+        return variables + extra, cost, updates
 
     # ----------------------------------------------------------------- scoring and ranking
     def _masked_scores(self, X):

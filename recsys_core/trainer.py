@@ -19,6 +19,7 @@ parameters or other training data is refused with one clear error and left as it
 """
 import copy
 import hashlib
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -132,7 +133,7 @@ class TrainingOptions:
     checkpoint_every: int = 0          # extra checkpoints every N steps
     warm_start: Optional[WarmStart] = None
     eval_mode: str = 'standard'
-    evaluator: Optional[Callable] = None  # evaluator(model) -> the metric, instead of evaluate(valid) (a task's own protocol)
+    evaluator: Optional[Callable] = None  # a task's own protocol instead of evaluate(valid): see Trainer._evaluate
     keys: dict = field(default_factory=lambda: dict(session_key='SessionId', item_key='ItemId', time_key='Time'))
 
     def validates(self):
@@ -173,8 +174,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def run(self, model, plan, fingerprint):
-        """Train; returns the history (one dict per evaluation). Sets model.epoch_stats and
-        model.error_during_train, as the models' fit() always did."""
+        """Train; returns the history (one dict per evaluation). Sets model.epoch_stats,
+        model.training_history and model.error_during_train."""
         opt = self.options
         self.model, self.plan, self.fingerprint = model, plan, fingerprint
         model.error_during_train = False
@@ -188,6 +189,7 @@ class Trainer:
             start = resumed
         elif opt.warm_start is not None:
             self._warm_start(opt.warm_start)
+        model.training_history = self.history  # grows while training (an evaluator may read the earlier ones)
         # fewer threads while another process takes the cores (recsys_core.threads); the collector off
         with collector_paused(), ThreadTuner() as tuner:
             self._loop(start, tuner)
@@ -211,14 +213,15 @@ class Trainer:
             if skip:  # resuming inside an epoch: replay its batch order from the epoch's start state
                 plan.set_host_state(start['epoch_host'])
             self.epoch_host = plan.host_state()
-            for batch, weight in plan.batches(epoch):
+            batches = plan.batches(epoch)
+            if opt.max_batches_per_epoch:  # the batch after the cap is never drawn (nor its host state advanced)
+                batches = itertools.islice(batches, opt.max_batches_per_epoch)
+            for batch, weight in batches:
                 if n_batch < skip:  # ... without running the steps, then take the state of the checkpoint
                     n_batch += 1
                     if n_batch == skip:
                         plan.set_host_state(start['host'])
                     continue
-                if opt.max_batches_per_epoch and n_batch >= opt.max_batches_per_epoch:
-                    break
                 cost = plan.step(batch)
                 tuner.tick()
                 n_batch += 1
@@ -280,11 +283,23 @@ class Trainer:
 
     # ----------------------------------------------------------------- validation and early stopping
     def _evaluate(self, step, epoch):
-        """Evaluate on the validation data; True when early stopping says stop."""
+        """Evaluate on the validation data; True when early stopping says stop.
+
+        ``options.evaluator(model)`` (a task's own protocol) returns the metric, or a dict of named
+        metrics from which ``'{metric}@{cut_off}'`` is the one kept best by; the dict goes into the
+        history entry (``metrics``), so it is checkpointed and a resumed run reports it too."""
         from .evaluation import evaluate
         opt = self.options
+        metrics = None
         if opt.evaluator is not None:
-            value = float(opt.evaluator(self.model))
+            value = opt.evaluator(self.model)
+            if isinstance(value, dict):
+                metrics = {k: float(v) for k, v in value.items()}
+                name = '{}@{}'.format(opt.metric, opt.cut_off)
+                if name not in metrics:
+                    raise ValueError('The evaluator measured {} but not {}'.format(', '.join(metrics), name))
+                value = metrics[name]
+            value = float(value)
         else:
             result = evaluate(self.model, opt.valid, protocol=opt.protocol, cut_off=[opt.cut_off], mode=opt.eval_mode,
                               verbose=False, **opt.keys)
@@ -301,6 +316,8 @@ class Trainer:
             self.bad += 1
         self.history.append({'step': step, 'epoch': epoch + 1, 'value': value, 'best': self.best,
                              'seconds': self.seconds_before + time.time() - self.started})
+        if metrics is not None:
+            self.history[-1]['metrics'] = metrics
         stop = bool(opt.patience) and self.bad >= opt.patience
         if self.verbose:
             print('Step {} (epoch {}): valid {}@{}: {:.6f}{}{}'.format(

@@ -75,9 +75,9 @@ class GRec(StackNextItNet):
     def _describe(self):
         return super()._describe() + ', {} masked positions per row'.format(self.n_masked())
 
-    def _training_plan(self, data, verbose, **fit_args):
+    def _training_plan(self, request):
         self._mask_rng = np.random.default_rng(self.seed + MASK_SEED_OFFSET)
-        return super()._training_plan(data, verbose, **fit_args)
+        return super()._training_plan(request)
 
     def _batch_variables(self):
         """The whole masked row in; the hidden states at q - 1 predict x[q]."""

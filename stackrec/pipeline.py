@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from recsys_core.cli import run_main
+from recsys_core.cli import KEYS, add_shared_arguments, check_positive, run_main
 from recsys_core.errors import UserError
 
 SCENARIOS = ('cl', 'ts', 'tf', 'stack')
@@ -40,7 +40,7 @@ FAMILY_OF = {'nextitnet': 'nextitnet', 'grec': 'nextitnet', 'sasrec': 'sasrec', 
 RELEASED_METHOD = {'nextitnet': 'stackA', 'grec': 'stackA', 'sasrec': 'stackA', 'ssept': 'stackC'}  # CL stage 2
 
 
-def model_class(name):
+def base_model_class(name):
     """The base model's class; SSE-PT's reads the released CSV's first field as the user (users=first)."""
     if name == 'nextitnet':
         from .nextitnet import StackNextItNet
@@ -102,31 +102,37 @@ def stages(scenario, model, method, blocks):
     raise UserError('Unknown scenario {!r}; use one of: {}'.format(scenario, ', '.join(SCENARIOS)))
 
 
-def split_events(path):
-    """(all events, test events, permuted training line ids) with the release's split."""
+def split_events(path, keys=None):
+    """(all events, test events, permuted training sequence ids) with the release's split; ``keys``:
+    the session, item and time columns (recsys_core.cli's -sk, -ik, -tk)."""
     from recsys_core.data import load_events
     from recsys_core.sequences import legacy_split
-    events = load_events(path, verbose=False)
-    lines = np.unique(events['SessionId'].values)
+    keys = keys or dict(session_key='SessionId', item_key='ItemId', time_key='Time')
+    events = load_events(path, verbose=False, **keys)
+    session = keys['session_key']
+    lines = np.unique(events[session].values)
     train_pos, test_pos = legacy_split(len(lines), 0.2)
-    test = events[events['SessionId'].isin(lines[test_pos])]
+    test = events[events[session].isin(lines[test_pos])]
     return events, test, lines[train_pos]
 
 
-def ratio_events(events, train_lines, ratio):
+def ratio_events(events, train_lines, ratio, session_key='SessionId'):
     """The training events of ``ratio``, sessions renumbered so that the training order is the
     release's (its rows in chunk order; the models train on sessions in id order)."""
     from .data import ratio_subset
     order = train_lines[ratio_subset(len(train_lines), ratio)]
     rank = {line: i for i, line in enumerate(order)}
-    data = events[events['SessionId'].isin(order)].copy()
-    data['SessionId'] = data['SessionId'].map(rank).astype(np.int64)
+    data = events[events[session_key].isin(order)].copy()
+    data[session_key] = data[session_key].map(rank).astype(np.int64)
     return data
 
 
 def run_stage(folder, cls, params, data, all_events, test, source, method, rule, cap, eval_every, patience,
-              verbose=True):
-    """Train one stage into ``folder`` (skipped when its model.pkl exists); returns the model."""
+              verbose=True, eval_mode='standard'):
+    """Train one stage into ``folder`` (skipped when its model.pkl exists); returns the model.
+
+    The stage trains until its step cap or early stop, as released: its epochs are set to the cap
+    (every epoch takes at least one step, so they never end a stage first)."""
     from recsys_core.persistence import load_model
     from recsys_core.trainer import TrainingOptions, WarmStart
     from .stacking import canonical_method, stacking_mapping
@@ -150,9 +156,11 @@ def run_stage(folder, cls, params, data, all_events, test, source, method, rule,
             family = FAMILY_OF['nextitnet' if hasattr(source, 'dilations') else 'sasrec']
             warm = WarmStart(source, stacking_mapping(method, family, blocks_of(source), blocks_of(cls(**params)), rule))
     os.makedirs(folder, exist_ok=True)  # after every check: bad input leaves no trace
-    model = cls(**dict(params, n_epochs=10 ** 6))
+    model = cls(**dict(params, n_epochs=cap))
+    keys = {k: getattr(model, k) for k in ('session_key', 'item_key', 'time_key')}
     options = TrainingOptions(valid=test, protocol='last', metric='mrr', cut_off=5, eval_every=eval_every,
-                              patience=patience, max_steps=cap, checkpoint=folder, warm_start=warm)
+                              patience=patience, max_steps=cap, checkpoint=folder, warm_start=warm,
+                              eval_mode=eval_mode, keys=keys)
     t0 = time.time()
     model.fit(data, verbose=verbose, training=options, **fit_args)
     model.savemodel(final)
@@ -191,6 +199,7 @@ def build_parser():
     p.add_argument('--step_cap', type=int, default=0, help='override every stage\'s step cap')
     p.add_argument('--eval_every', type=int, default=0, help='override every stage\'s evaluation interval')
     p.add_argument('--patience', type=int, default=0, help='override every stage\'s patience')
+    add_shared_arguments(p, 'device', 'eval_type', *KEYS)
     return p
 
 
@@ -200,9 +209,16 @@ def main(argv=None):
     from recsys_core.params import parse_param_string
     from .stacking import canonical_method
     method = canonical_method(args.method) if args.method else None
-    cls = model_class(args.model)
+    cls = base_model_class(args.model)
     params = dict(parse_param_string(args.parameter_string)) if args.parameter_string else {}
+    keys = {k: getattr(args, k) for k in KEYS}
+    params.update(keys)
     cls(**params)  # parameters checked before any data is read
+    for name in ('step_cap', 'eval_every', 'patience', 'blocks'):
+        if getattr(args, name) < 0:
+            raise UserError('--{} must be a non-negative integer'.format(name))
+    for name in ('finetune_epochs', 'finetune_batch', 'finetune_eval_every'):
+        check_positive(getattr(args, name), '--' + name)
     if args.scenario == 'stack' and not args.source:
         raise UserError('stack needs --from MODEL (the trained model to stack from)')
     if args.scenario == 'tf' and not (args.finetune and os.path.isfile(args.finetune)):
@@ -211,8 +227,8 @@ def main(argv=None):
         params = dict(params, l2_reg=params.get('l2_reg', 0.001))  # the ColdRec source's L2, as released
     if args.source and not os.path.isfile(args.source):
         raise UserError('Model to stack from not found: {}'.format(args.source))
-    backend.configure(None, verbose=True)
-    events, test, train_lines = split_events(args.data)
+    backend.configure(args.device, verbose=True)
+    events, test, train_lines = split_events(args.data, keys)
     if args.scenario == 'stack':
         from recsys_core.persistence import load_model
         source = load_model(args.source, cls)
@@ -226,8 +242,9 @@ def main(argv=None):
     for k, (m, blocks, ratio, cap, every, patience, rule) in enumerate(plan, 1):
         stage_params = dict(params, **depth_params(args.model, blocks))
         source = run_stage(os.path.join(args.out, 'stage{}'.format(k)), cls, stage_params,
-                           ratio_events(events, train_lines, ratio), events, test, source, m, rule,
-                           args.step_cap or cap, args.eval_every or every, args.patience or patience)
+                           ratio_events(events, train_lines, ratio, keys['session_key']), events, test, source, m,
+                           rule, args.step_cap or cap, args.eval_every or every, args.patience or patience,
+                           eval_mode=args.eval_type)
         if args.scenario == 'tf':
             fine_tune_stage(os.path.join(args.out, 'stage{}_finetune'.format(k)), source, args.finetune,
                             args.finetune_epochs, args.finetune_batch, args.finetune_eval_every)
@@ -235,7 +252,8 @@ def main(argv=None):
 
 
 def fine_tune_stage(folder, model, path, epochs, batch_size, eval_every):
-    """fineall.py on a pre-trained stage: best MRR@5 and HR@5 over 99 sampled negatives + the positive."""
+    """fineall.py on a pre-trained stage: best MRR@5 and HR@5 over 99 sampled negatives + the positive
+    (the end state is evaluated once when the fine-tuning takes fewer steps than ``eval_every``)."""
     from recsys_core.atomic import write_text_atomic
     from .finetune import FineTunedNextItNet
     done = os.path.join(folder, 'summary.json')
@@ -243,11 +261,15 @@ def fine_tune_stage(folder, model, path, epochs, batch_size, eval_every):
         print('{}: done earlier'.format(folder))
         return
     os.makedirs(folder, exist_ok=True)
-    tuned = FineTunedNextItNet.from_pretrained(model)
-    history = tuned.fine_tune(path, n_epochs=epochs, batch_size=batch_size, eval_every=eval_every, checkpoint=folder)
-    best = max(history, key=lambda h: h['value']) if history else {}
-    summary = {'blocks': blocks_of(model), 'best_mrr5': best.get('value'), 'hr5_at_best': best.get('hr5'),
-               'best_step': best.get('step')}
+    tuned = FineTunedNextItNet.from_pretrained(model, n_epochs=epochs, batch_size=batch_size)
+    tuned.fit(path, training=tuned.held_out_options(eval_every, checkpoint=folder))
+    history = [h['metrics'] for h in tuned.training_history]
+    if not history:
+        history = [tuned.evaluate_held_out()]
+    best = max(history, key=lambda h: h['mrr@5'])
+    steps = [h['step'] for h in tuned.training_history if h['metrics'] is best]
+    summary = {'blocks': blocks_of(model), 'best_mrr5': best['mrr@5'], 'hr5_at_best': best['hr@5'],
+               'best_step': steps[0] if steps else sum(s['minibatches'] for s in tuned.epoch_stats)}
     write_text_atomic(done, json.dumps(summary, indent=1))
     print('{}: {}'.format(folder, summary))
 

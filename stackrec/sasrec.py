@@ -109,8 +109,9 @@ class SASRec(SequenceRecommender):
     def _log_scores(self, h_last):
         return pt.dot(h_last, self.shared['final_W']) + self.shared['final_b']
 
-    def _optimizer(self):
-        return DenseAdam(self.learning_rate, self.beta1, torch_epsilon=True)
+    def _optimizer(self, learning_rate=None):
+        return DenseAdam(self.learning_rate if learning_rate is None else learning_rate, self.beta1,
+                         torch_epsilon=True)
 
 
 MODEL_CLASS = SASRec

@@ -181,9 +181,9 @@ class SSEPT(SASRec):
         return out
 
     # ----------------------------------------------------------------- training step
-    def _training_plan(self, data, verbose, **fit_args):
+    def _training_plan(self, request):
         self._sse_rng = np.random.default_rng(self.seed + SSE_SEED_OFFSET)
-        return super()._training_plan(data, verbose, **fit_args)
+        return super()._training_plan(request)
 
     def _batch_variables(self):
         """Rows [user, x_0..x_{L-1}]: input [user, x_0..x_{L-2}], labels x_1..x_{L-1}."""

@@ -95,8 +95,8 @@ def interrupt_after(monkeypatch, cls, n_steps):
     function that undoes it."""
     original = cls._training_plan
 
-    def plan_that_fails(self, data, verbose, **kw):
-        plan = original(self, data, verbose, **kw)
+    def plan_that_fails(self, request):
+        plan = original(self, request)
         step, calls = plan.step, [0]
 
         def failing(batch):

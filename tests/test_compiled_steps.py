@@ -20,6 +20,7 @@ from stackrec.sasrec import SASRec
 from stackrec.ssept import SSEPT
 
 from conftest import seq_frame
+from recsys_core.model import FitRequest
 
 SMALL_CNN = dict(dilated_channels=8, dilations=[1, 2])
 CASES = {
@@ -51,7 +52,7 @@ def python_ops(fn):
 @pytest.mark.parametrize('name', list(CASES))
 def test_every_op_of_the_training_step_runs_as_c(data, name):
     cls, params = CASES[name]
-    plan = cls(max_len=8, batch_size=16, **params)._training_plan(data, False)
+    plan = cls(max_len=8, batch_size=16, **params)._training_plan(FitRequest(data, verbose=False))
     assert plan.step_function is not None
     assert python_ops(plan.step_function) == []
 

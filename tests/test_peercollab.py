@@ -465,7 +465,8 @@ def test_single_model_and_cooperating_peers_get_the_same_budget(tmp_path, tiny_d
     runs = {'single': dict(n_peers=1, seed=11), 'lw': dict(cooperation='lw'), 'pw': dict(cooperation='pw')}
     results = {}
     for name, params in runs.items():
-        model, evaluator = train(dict(base, **params), train_events, test_events, str(tmp_path / name), verbose=False)
-        results[name] = (evaluator.best(model.deployed_peer()), [s['minibatches'] for s in model.epoch_stats])
+        model, summary = train(dict(base, **params), train_events, test_events, str(tmp_path / name), verbose=False)
+        results[name] = (summary['peer {}'.format(model.deployed_peer())]['best'],
+                         [s['minibatches'] for s in model.epoch_stats])
     assert len({tuple(b) for _, b in results.values()}) == 1 and len(results['single'][1]) == 2
     assert all(0 <= best['mrr@5'] <= best['hr@5'] <= 1 for best, _ in results.values())

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import Interrupt, interrupt_after
 from stackrec import pipeline
 from stackrec.finetune import FineTunedNextItNet, coldrec_examples
 from stackrec.nextitnet import StackNextItNet
@@ -44,15 +45,47 @@ def test_examples_are_every_target_shuffled_and_split_80_20(coldrec):
 def test_fine_tuning_learns_the_target_domain(coldrec, tiny_data):
     base = StackNextItNet(dilated_channels=16, dilations=[1, 4], max_len=10, batch_size=64, n_epochs=1)
     base.fit(tiny_data[0], verbose=False)
-    tuned = FineTunedNextItNet.from_pretrained(base)
-    history = tuned.fine_tune(coldrec['target'], n_epochs=12, batch_size=64, eval_every=30, verbose=False)
+    tuned = FineTunedNextItNet.from_pretrained(base, n_epochs=12, batch_size=64)
+    tuned.fit(coldrec['target'], verbose=False, training=tuned.held_out_options(eval_every=30))
+    history = tuned.training_history
     values = [h['value'] for h in history]
     random_mrr5 = sum(1 / r for r in range(1, 6)) / 100  # 99 negatives and the positive
     assert max(values) > 5 * random_mrr5 and max(values) > values[0]
-    assert all(0 <= h['hr5'] <= 1 and h['hr5'] >= h['value'] for h in history)
+    assert all(h['metrics']['mrr@5'] == h['value'] and h['value'] <= h['metrics']['hr@5'] <= 1 for h in history)
     for k in ('Ws', 'bs'):  # the pre-training softmax gets no gradient
         np.testing.assert_array_equal(tuned.weights[k], base.weights[k])
     assert not np.array_equal(tuned.weights['E'], base.weights['E'])  # everything else is fine-tuned
+
+
+def test_fine_tuning_resumes_to_the_same_weights_and_history(coldrec, tiny_data, tmp_path, monkeypatch):
+    """An interrupted fine-tuning resumes from its checkpoint (generator, Adam state, every
+    evaluation's MRR@5 and HR@5) to what an uninterrupted one ends with; other examples are refused."""
+    from recsys_core.errors import UserError
+    base = StackNextItNet(dilated_channels=8, dilations=[1, 4], max_len=8, batch_size=64, n_epochs=1)
+    base.fit(tiny_data[0], verbose=False)
+
+    def tune(folder, **options):
+        tuned = FineTunedNextItNet.from_pretrained(base, n_epochs=3, batch_size=32)
+        tuned.fit(coldrec['target'], verbose=False, training=tuned.held_out_options(eval_every=4, checkpoint=folder,
+                                                                                     **options))
+        return tuned
+
+    whole = tune(str(tmp_path / 'whole'))
+    restore = interrupt_after(monkeypatch, FineTunedNextItNet, 6)
+    with pytest.raises(Interrupt):
+        tune(str(tmp_path / 'cut'), checkpoint_every=3)
+    restore()
+    resumed = tune(str(tmp_path / 'cut'), checkpoint_every=3)
+    assert len(resumed.training_history) >= 2
+    for k, v in whole.weights.items():
+        np.testing.assert_array_equal(resumed.weights[k], v, err_msg=k)
+    assert [h['metrics'] for h in resumed.training_history] == [h['metrics'] for h in whole.training_history]
+    other = tmp_path / 'other.csv'
+    other.write_text(open(coldrec['target']).read().replace(',,t1', ',,t2'))
+    tuned = FineTunedNextItNet.from_pretrained(base, n_epochs=3, batch_size=32)
+    with pytest.raises(UserError, match='training data'):
+        tuned.fit(str(other), verbose=False, training=tuned.held_out_options(eval_every=4,
+                                                                             checkpoint=str(tmp_path / 'cut')))
 
 
 def test_tf_pipeline_fine_tunes_every_stage_and_resumes(coldrec, tmp_path, capsys):

@@ -235,7 +235,7 @@ def test_ssept_stacks_with_stackc_and_copies_the_user_embedding(tiny_data):
 
 # ----------------------------------------------------------------- the pipeline's plans
 def test_pipeline_plans_of_grec_and_ssept():
-    assert pipeline.model_class('grec') is GRec and pipeline.model_class('ssept') is SSEPTOnCSV
+    assert pipeline.base_model_class('grec') is GRec and pipeline.base_model_class('ssept') is SSEPTOnCSV
     assert pipeline.FAMILY_OF['grec'] == 'nextitnet' and pipeline.FAMILY_OF['ssept'] == 'sasrec'
     assert pipeline.stages('cl', 'grec', 'stackA', 0) == pipeline.stages('cl', 'nextitnet', 'stackA', 0)
     assert pipeline.stages('cl', 'ssept', None, 0) == [('from_scratch', 18, 0.8, 250000, 2000, 15, None),

@@ -26,7 +26,7 @@ class Bigram(NeuralRecommender):
     non-trivial."""
 
     PARAMS = [Param('n_epochs', 3), Param('batch_size', 64), Param('factors', 8), Param('learning_rate', 0.05),
-              Param('lr_init', 0.05)] + KEY_PARAMS
+              Param('lr_init', 0.05), Param('nan_at', 0, doc='the step whose loss is NaN (0: none)')] + KEY_PARAMS
 
     def _init_weights(self):
         rng = np.random.default_rng(0)
@@ -34,8 +34,8 @@ class Bigram(NeuralRecommender):
         return {'E': (rng.standard_normal((n, self.factors)) * 0.1).astype('float32'),
                 'W': (rng.standard_normal((self.factors, n)) * 0.1).astype('float32')}
 
-    def _training_plan(self, data, verbose, nan_at=None):
-        events = TrainingEvents(data, self.session_key, self.item_key, self.time_key, verbose=False)
+    def _training_plan(self, request):
+        events = TrainingEvents(request.data, self.session_key, self.item_key, self.time_key, verbose=False)
         self.itemidmap = events.itemidmap
         starts = np.zeros(len(events.items), dtype=bool)
         starts[events.offsets[:-1]] = True
@@ -57,7 +57,7 @@ class Bigram(NeuralRecommender):
 
         def step(batch):
             calls[0] += 1
-            if nan_at is not None and calls[0] == nan_at:
+            if calls[0] == self.nan_at:
                 return float('nan')
             return float(fn(batch[:, 0], batch[:, 1], np.float32(host['rng'].random() * 0.1)))
 
@@ -115,7 +115,7 @@ def test_epochs_give_one_progress_line_each_and_losses_fall(split, capsys):
 
 
 def test_a_nan_loss_stops_training_and_marks_the_model(split, capsys):
-    m = Bigram().fit(split[0], nan_at=4)
+    m = Bigram(nan_at=4).fit(split[0])
     assert 'NaN error!' in capsys.readouterr().out
     assert m.error_during_train
     with pytest.raises(UserError, match='NaN'):
