@@ -18,8 +18,7 @@ inlined into the Op's C code gcc judged it cold (next to the error paths) and le
 ``__restrict__`` is only reliable on parameters. The rewrite :func:`use_flat_elemwise` swaps it in
 after fusion (PyTensor's in-place pass keeps the class).
 """
-from pytensor.compile import optdb
-from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.graph.rewriting.basic import node_rewriter
 from pytensor.tensor.elemwise import Elemwise
 
 from .c_code import source_version
@@ -114,7 +113,3 @@ def use_flat_elemwise(fgraph, node):
         return None
     flat = FlatElemwise(node.op.scalar_op, inplace_pattern=dict(node.op.inplace_pattern))
     return flat(*node.inputs, return_list=True)
-
-
-optdb.register('gpu_ops_flat_elemwise', in2out(use_flat_elemwise, ignore_newtrees=True), 'row_scatter',
-               position=70.6)

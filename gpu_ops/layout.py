@@ -7,9 +7,8 @@ input already is one), which costs a few microseconds. With custom ops off it is
 """
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.compile import optdb
 from pytensor.graph.basic import Apply, Constant
-from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.graph.rewriting.basic import node_rewriter
 from pytensor.link.c.op import COp
 from pytensor.tensor.basic import Alloc, get_underlying_scalar_constant_value
 from pytensor.tensor.exceptions import NotScalarConstantError
@@ -106,7 +105,3 @@ def join_column_halves(fgraph, node):
     left = pt.specify_shape(left, (n, s))
     right = pt.specify_shape(right, (n, m - s))
     return [pt.join(1, left, right)]
-
-
-optdb.register('gpu_ops_join_column_halves', in2out(join_column_halves, ignore_newtrees=True), 'row_scatter',
-               position=70.72)

@@ -18,11 +18,10 @@ with a separate embedding or one-hot input are then gathered once, from the tabl
 """
 import numba
 import numpy as np
-from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
 from pytensor.gradient import DisconnectedType
 from pytensor.link.c.op import COp
-from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.graph.rewriting.basic import node_rewriter
 from pytensor.tensor.math import Sum
 import pytensor.tensor as pt
 from pytensor.tensor.subtensor import AdvancedIncSubtensor1, AdvancedSubtensor1
@@ -298,8 +297,3 @@ def gather_through(fgraph, node):
         return None
     table, rows = inner.owner.inputs
     return [RowGatherVia()(table, rows, idx)]
-
-
-optdb.register('gpu_ops_row_scatter', in2out(use_row_scatter, use_row_gather, use_row_sum, ignore_newtrees=True), 'row_scatter',
-               position=70.7)
-optdb.register('gpu_ops_gather_through', in2out(gather_through, ignore_newtrees=True), 'row_scatter', position=70.71)

@@ -14,9 +14,8 @@ import math
 import numba
 import numpy as np
 from pytensor.graph.basic import Apply
-from pytensor.compile import optdb
 from pytensor.link.c.op import COp
-from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.graph.rewriting.basic import node_rewriter
 
 from .c_code import PARALLEL_C, ParallelLoops, alias_or_copy, source_version
 
@@ -423,7 +422,3 @@ def make_sparse_adagrad_inplace(fgraph, node):
         return None
     new = type(op)(op.learning_rate, op.momentum, op.lmbd, op.epsilon, inplace=True)(*node.inputs)
     return new if isinstance(new, list) else [new]
-
-
-optdb.register('gpu_ops_sparse_adagrad_inplace', in2out(make_sparse_adagrad_inplace, ignore_newtrees=True),
-               'row_scatter', 'inplace', position=70.8)

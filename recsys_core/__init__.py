@@ -17,14 +17,20 @@ Around them: parameter declaration, validators and echo (params), the front ends
 (cli), backend and device selection (backend), the thread tuner (threads), model files
 (persistence), the one atomic file writer (atomic), hyperparameter search (tuning).
 
-One training step, end to end (GRU4Rec; the sequence models take the same path with their own graph):
-run.py builds TrainingOptions from its flags -> NeuralRecommender.fit -> the model's _training_plan
-(gru4rec/model.py: weights, the sample store (sampling), the graph of one step: GRU layers, the
-scores of the distinct sampled items (gpu_ops.columns), the fused loss Op (gpu_ops.sampled_loss,
-its C code in gpu_ops/c), the updates (optim, with gpu_ops.sparse_update's in-place adagrad),
-compiled by backend.compile_function with gpu_ops' rewrites (gpu_ops.rows)) -> Trainer.run feeds the
-plan's batches (batching.session_parallel) to the compiled step; the C code's matrix products go to
-OpenBLAS through gpu_ops.toolchain's GEMM wrapper.
+One training step, end to end (GRU4Rec):
+run.py builds TrainingOptions from its flags -> model.Recommender.fit (every model's one signature;
+what it was given becomes a model.FitRequest) -> model.NeuralRecommender._fit -> the model's
+_training_plan (gru4rec/model.py: weights, the sample store (sampling), the graph of one step in
+_build_train: GRU layers, the scores of the distinct sampled items (gpu_ops.columns), the fused
+loss Op (gpu_ops.sampled_loss, its C code in gpu_ops/c), the updates (optim, with
+gpu_ops.sparse_update's in-place adagrad), compiled by backend.compile_function, whose mode runs
+gpu_ops.rewrites) -> trainer.Trainer.run feeds the plan's batches (batching.session_parallel) to the
+compiled step; the C code's matrix products go to OpenBLAS through gpu_ops.toolchain's GEMM wrapper.
+The sequence models take the same path through sequence_model.SequenceRecommender._training_plan,
+whose step is sequence_model.SequenceRecommender._step_graph: the batch's variables, the hidden
+layer, the paper's loss, its regularization and its optimizer's updates, each a method a paper's
+class overrides. A custom Op replaces its reference composition only while
+gpu_ops.custom_ops_enabled() (the original's disable_custom_op); gpu_ops' docstring lists them.
 
 How PyTensor's C code is compiled and linked (the BLAS flags, the parallel GEMM wrapper, the gcc
 flags) lives one layer down, in gpu_ops.toolchain, because the custom Ops need it too and gpu_ops

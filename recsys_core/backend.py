@@ -41,10 +41,7 @@ from pytensor.compile.mode import Mode, get_mode
 from pytensor.link.numba.linker import NumbaLinker
 from pytensor.link.vm import VMLinker
 
-import gpu_ops.flat_loops  # noqa: F401  (registers the flat elementwise loop rewrite)
-import gpu_ops.layout  # noqa: F401  (registers the column-halves join rewrite)
-import gpu_ops.rows  # noqa: F401  (registers the row-scatter rewrite)
-from gpu_ops import toolchain
+from gpu_ops import rewrites, toolchain
 
 from .errors import UserError
 
@@ -189,7 +186,7 @@ def compile_mode():
         from .jax_backend import jax_mode
         return jax_mode()
     return Mode(linker=ProjectCVMLinker(use_cloop=True), optimizer='fast_run').excluding(
-        'symbolic_op_recognition', 'local_dot22_to_dot22scalar').including('row_scatter')
+        'symbolic_op_recognition', 'local_dot22_to_dot22scalar').including(rewrites.register())
 
 
 class _ProjectCompilation:

@@ -140,6 +140,18 @@ def test_row_scatter_matches_numpy_including_duplicates(set_mode):
         f(a, b, np.array([0, 1, 2, 3, 4, 10], dtype='int32'))
 
 
+def test_the_rewrites_run_only_in_modes_that_include_their_tag():
+    """Registering gpu_ops' rewrites leaves PyTensor's default mode as it was (other code's functions
+    in the process are untouched); the project's mode runs them."""
+    from gpu_ops import rewrites
+    rewrites.register()
+    w = pytensor.shared(np.zeros((8, 3), dtype='float32'))
+    idx, g = pt.ivector('idx'), pt.matrix('g', dtype='float32')
+    f = pytensor.function([idx, g], [], updates=[(w, pt.inc_subtensor(w[idx], g))], mode='FAST_RUN')
+    assert not any(isinstance(n.op, RowScatter) for n in f.maker.fgraph.apply_nodes)
+    assert rewrites.TAG in compile_mode()._optimizer.include
+
+
 def test_row_scatter_rewrite_replaces_python_row_increments():
     """The project's C mode puts RowScatter where PyTensor would run numpy add.at."""
     w = pytensor.shared(np.zeros((8, 3), dtype='float32'))
@@ -210,7 +222,8 @@ def test_sparse_adagrad_in_place_leaves_state_untouched_on_a_bad_index(linker):
     acc = pytensor.shared(np.zeros((30, 4), dtype='float32'), name='acc')
     rows, g = pt.lvector('rows'), pt.matrix('g', dtype='float32')
     new_W, new_acc = SparseAdagrad(0.1, 0.0, 0.0)(W, acc, rows, g)
-    mode = compile_mode() if linker == 'c' else Mode(linker='py', optimizer='fast_run').including('row_scatter')
+    from gpu_ops import rewrites
+    mode = compile_mode() if linker == 'c' else Mode(linker='py', optimizer='fast_run').including(rewrites.register())
     f = pytensor.function([rows, g], [], updates=[(W, new_W), (acc, new_acc)], mode=mode)
     assert [n.op.inplace for n in f.maker.fgraph.apply_nodes if isinstance(n.op, SparseAdagrad)] == [True]
     ok = np.arange(0, 24, 2)

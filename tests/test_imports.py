@@ -99,3 +99,35 @@ def test_imports_compile_nothing_and_the_first_compile_builds_the_wrapper(tmp_pa
     assert any('-lrecsys_parallel_gemm' in line for line in lines[1:]), 'no PyTensor module linked the wrapper'
     assert glob.glob(str(cache / 'recsys_pytensor' / 'parallel_gemm-*' / 'librecsys_parallel_gemm.so'))
     assert 'wrapper True in flags True' in out, out
+
+
+def test_the_map_of_a_training_step_names_what_exists():
+    """recsys_core's docstring walks from run.py to the compiled step and its Ops: every module,
+    file, class and method it names exists, so the map cannot drift from the code unnoticed."""
+    import importlib
+    import re
+    import recsys_core
+    doc = recsys_core.__doc__
+    route = doc[doc.index('One training step, end to end'):]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(recsys_core.__file__)))
+    for path in re.findall(r'\b[\w]+/[\w/]*\w(?:\.py)?\b', route):
+        assert os.path.exists(os.path.join(root, path)), path
+    named = set(re.findall(r'\b(?:gpu_ops|recsys_core)(?:\.\w+)+', route))
+    named |= {'recsys_core.' + n for n in re.findall(r'(?<![\w./])((?:model|trainer|backend|batching|sequence_model|'
+                                                     r'sampling|optim)\.[\w.]+\w)', route)}
+    assert len(named) >= 12
+    for dotted in named:
+        parts = dotted.split('.')
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module('.'.join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)  # AttributeError: the map names something that is not there
+    for method in re.findall(r'\b(_\w+)\b', route):
+        import gru4rec.model as gru_model
+        import recsys_core.sequence_model as seq_model
+        assert any(hasattr(cls, method) for cls in (gru_model.GRU4Rec, seq_model.SequenceRecommender,
+                                                     recsys_core.model.NeuralRecommender)), method
