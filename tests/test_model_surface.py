@@ -55,6 +55,20 @@ def test_untrained_models_refuse_to_recommend_and_save(name, tmp_path):
         model.savemodel(str(tmp_path / 'm'))
 
 
+def test_every_model_has_the_one_fit_signature(fitted, tiny_data):
+    """One fit for every model (no subclass redefines it); another model's vocabulary is taken only
+    by the sequence models, and an unknown fit argument is a TypeError, not silently ignored."""
+    import inspect
+    assert all(type(m).fit is Recommender.fit for m in fitted.values())
+    with pytest.raises(UserError, match='vocabulary_of'):
+        GRU4Rec(**TRAINED['gru4rec'][1]).fit(tiny_data[0], verbose=False, vocabulary_of=fitted['nextitnet'])
+    with pytest.raises(UserError, match='vocabulary_of'):
+        Pop().fit(tiny_data[0], verbose=False, vocabulary_of=fitted['nextitnet'])
+    with pytest.raises(TypeError):
+        NextItNet(**TRAINED['nextitnet'][1]).fit(tiny_data[0], max_batches=2)
+    assert 'sample_store' in inspect.signature(Recommender.fit).parameters  # the original GRU4Rec's interface
+
+
 @pytest.mark.parametrize('name', list(MODELS))
 def test_recommend_ids_exclusion_and_unknown_items(fitted, tiny_data, name):
     model = fitted[name]

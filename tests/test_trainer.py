@@ -165,6 +165,27 @@ def test_an_interrupted_run_resumes_to_the_same_weights(split, tmp_path, monkeyp
     assert [s['loss'] for s in resumed.epoch_stats] == pytest.approx([s['loss'] for s in whole.epoch_stats], rel=1e-6)
 
 
+def test_an_evaluator_s_named_metrics_are_kept_in_the_history_and_resumed(split, tmp_path, monkeypatch):
+    """A task's own evaluator may measure several metrics: the trainer keeps best by metric@cut_off
+    and every evaluation's metrics are in the checkpointed history, also after a resume."""
+    from recsys_core.evaluation import evaluate
+    train, valid = split
+
+    def both(model):
+        res = evaluate(model, valid, cut_off=[5], verbose=False)
+        return {'mrr@5': res.value('mrr', 5), 'recall@5': res.value('recall', 5)}
+
+    options = dict(evaluator=both, eval_every=4, metric='recall', cut_off=5)
+    whole = Bigram().fit(train, verbose=False, training=TrainingOptions(**options))
+    assert all(h['value'] == h['metrics']['recall@5'] >= h['metrics']['mrr@5'] > 0 for h in whole.training_history)
+    resumed = fit_interrupted_then_resumed(monkeypatch, Bigram, {}, train, str(tmp_path / 'ck'), 10,
+                                           dict(verbose=False), **options)
+    assert [h['metrics'] for h in resumed.training_history] == [h['metrics'] for h in whole.training_history]
+    with pytest.raises(ValueError, match='not ndcg@5'):
+        Bigram().fit(train, verbose=False, training=TrainingOptions(evaluator=both, protocol='last', metric='ndcg',
+                                                                   cut_off=5))
+
+
 def test_a_checkpoint_of_another_run_is_refused_and_kept(split, tmp_path):
     folder = str(tmp_path / 'ck')
     trained(split, checkpoint=folder)
