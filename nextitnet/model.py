@@ -109,7 +109,7 @@ class NextItNet(SequenceRecommender):
 
     def _hidden(self, X):
         """Final residual output for a (B, L) matrix of item indices: (B, L, C)."""
-        return apply_stack(self.shared, self._embed(X), self._residual_blocks())
+        return apply_stack(self.shared, self._embed(X), self._residual_blocks(), self._layouts)
 
     def _loss_inputs(self):
         """Extra symbolic inputs of the training function (the sampled-softmax candidates)."""

@@ -144,6 +144,16 @@ class PeerCollab(SequenceRecommender):
             weights.update((prefix(k) + name, v) for name, v in self._peer_model(k)._init_weights().items())
         return weights
 
+    def _stack_layouts(self):
+        """Each local peer's looped stack, under the peer's prefix."""
+        layouts = []
+        for k in self.local_peers():
+            peer = self._peer_model(k)
+            peer.weights = OrderedDict((n[len(prefix(k)):], v) for n, v in self.weights.items()
+                                       if n.startswith(prefix(k)))
+            layouts += [layout.prefixed(prefix(k)) for layout in peer._stack_layouts()]
+        return layouts
+
     def _make_shared(self):
         """Shared variables of every local peer, and peer models that score through them."""
         super()._make_shared()
@@ -152,7 +162,9 @@ class PeerCollab(SequenceRecommender):
             model = self._peer_model(k)
             model.shared = OrderedDict((n[len(prefix(k)):], v) for n, v in self.shared.items()
                                        if n.startswith(prefix(k)))
-            model.weights = OrderedDict((n, None) for n in model.shared)
+            model._weight_order = [n[len(prefix(k)):] for n in self._weight_order if n.startswith(prefix(k))]
+            model._layouts = [layout.unprefixed(prefix(k)) for layout in self._layouts
+                              if layout.prefix == prefix(k)]
             self.peers[k] = model
         self._sync_peer_weights()
 
@@ -162,7 +174,7 @@ class PeerCollab(SequenceRecommender):
 
     def _sync_peer_weights(self):
         for k, model in (self.peers or {}).items():
-            model.weights = OrderedDict((n, self.weights[prefix(k) + n]) for n in model.shared)
+            model.weights = OrderedDict((n, self.weights[prefix(k) + n]) for n in model._weight_order)
 
     def peer_model(self, k=None):
         """Peer k (default: the deployed one) as a SASRec model sharing this model's weights."""
@@ -215,9 +227,7 @@ class PeerCollab(SequenceRecommender):
             if exchange.has(reader, epoch):  # the peer that reads k's snapshots is past the older ones
                 exchange.discard(k, epoch)
         for k in self.local_peers():
-            merged = self.merge(snapshots[k], snapshots[self.source_of(k)])
-            for name, value in merged.items():
-                self.peers[k].shared[name].set_value(value)
+            self.peers[k].set_weight_values(self.merge(snapshots[k], snapshots[self.source_of(k)]))
 
     def _swap(self, fn, source, k):
         """{shared variable of ``fn`` (peer ``source``'s step) -> peer k's}: its weights, fresh copies of

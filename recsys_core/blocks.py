@@ -220,8 +220,15 @@ class SASRecBlock:
         return self.norm_ffn(shared, y + (f if self.scale_ffn is None else self.scale_ffn(shared, f)))
 
 
-def apply_stack(shared, x, blocks, **kwargs):
-    """Apply a residual stack, a list of blocks, bottom first."""
+def apply_stack(shared, x, blocks, layouts=(), **kwargs):
+    """Apply a residual stack, a list of blocks, bottom first: as a loop over its repeated cycle
+    when ``layouts`` (the model's :class:`recsys_core.stacked.StackLayout` s) has one for these
+    blocks (its weights are then stored stacked), else block after block."""
+    layout = next((lay for lay in layouts if lay.matches(blocks)), None)
+    if layout is not None:
+        from .backend import compile_mode
+        from .stacked import apply_scanned
+        return apply_scanned(shared, x, layout, mode=compile_mode(), **kwargs)
     for block in blocks:
         x = block(shared, x, **kwargs)
     return x

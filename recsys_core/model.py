@@ -180,6 +180,8 @@ class NeuralRecommender(Recommender):
     def __init__(self, **kwargs):
         self.weights = None
         self.shared = None
+        self._layouts = []
+        self._weight_order = []
         self._compiled = {}
         super().__init__(**kwargs)
 
@@ -187,18 +189,48 @@ class NeuralRecommender(Recommender):
         return self.weights is not None
 
     # ----------------------------------------------------------------- weights
+    def _stack_layouts(self):
+        """The :class:`recsys_core.stacked.StackLayout` of each residual stack the model loops over
+        (weights stored stacked); none by default."""
+        return []
+
     def _make_shared(self):
-        self.shared = OrderedDict((k, pytensor.shared(v, name=k)) for k, v in self.weights.items())
+        """Shared variables of the weights: one per weight, except the weights of a looped stack,
+        which are stored stacked (``name[stack]``, :mod:`recsys_core.stacked`)."""
+        self._layouts = self._stack_layouts()
+        self._weight_order = list(self.weights)
+        where = {n: layout for layout in self._layouts for n in layout.names()}
+        self.shared = OrderedDict()
+        for k, v in self.weights.items():
+            if k not in where:
+                self.shared[k] = pytensor.shared(v, name=k)
+                continue
+            key, _ = where[k].where[k]
+            if key not in self.shared:
+                members = where[k].storage[key]
+                var = pytensor.shared(np.stack([np.asarray(self.weights[n]) for n in members]), name=key)
+                var.tag.n_tensors = len(members)  # what it counts as in a mean over tensors (mean_l2)
+                self.shared[key] = var
+
+    def _shared_values(self, borrow=False):
+        return OrderedDict((k, s.get_value(borrow=borrow)) for k, s in self.shared.items())
+
+    def _per_block(self, values):
+        """Weights by their own names, in the model's order, from values of the shared variables."""
+        out = {k: v for k, v in values.items() if k in self._weight_order}
+        for layout in getattr(self, '_layouts', []):
+            out.update(layout.unstack(values))
+        return OrderedDict((k, np.array(out[k])) for k in self._weight_order)
 
     def _sync_weights(self):
         """Copy trained values back from the shared variables (plain arrays for saving; numpy
         copies also of the JAX device arrays the JAX backend keeps there)."""
-        self.weights = OrderedDict((k, np.array(s.get_value(borrow=True))) for k, s in self.shared.items())
+        self.weights = self._per_block(self._shared_values(borrow=True))
 
     def weight_values(self):
         """Current weights by name (copies), from the shared variables while they exist."""
         if self.shared is not None:
-            return OrderedDict((k, np.array(s.get_value())) for k, s in self.shared.items())
+            return self._per_block(self._shared_values())
         return OrderedDict((k, np.array(v)) for k, v in self.weights.items())
 
     def set_weight_values(self, values):
@@ -208,8 +240,19 @@ class NeuralRecommender(Recommender):
             if k not in current or np.shape(v) != current[k].shape:
                 raise UserError('Weight {} {} does not fit this model'.format(k, np.shape(v)))
         if self.shared is not None:
+            stacked = {}
             for k, v in values.items():
-                self.shared[k].set_value(np.asarray(v, dtype=current[k].dtype))
+                v = np.asarray(v, dtype=current[k].dtype)
+                layout = next((lay for lay in self._layouts if k in lay.where), None)
+                if layout is None:
+                    self.shared[k].set_value(v)
+                    continue
+                key, i = layout.where[k]
+                if key not in stacked:
+                    stacked[key] = np.array(self.shared[key].get_value())
+                stacked[key][i] = v
+            for key, value in stacked.items():
+                self.shared[key].set_value(value)
             self._sync_weights()
         else:
             self.weights.update((k, np.asarray(v, dtype=current[k].dtype)) for k, v in values.items())

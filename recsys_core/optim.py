@@ -236,8 +236,10 @@ class Optimizer:
 
 def mean_l2(tensors):
     """TF's L2 term as the NextItNet family's releases write it: the mean over tensors (not
-    elements) of each tensor's 1/2 ||v||^2 (tf.nn.l2_loss)."""
-    return sum(0.5 * (v ** 2).sum() for v in tensors) / np.float32(len(tensors))
+    elements) of each tensor's 1/2 ||v||^2 (tf.nn.l2_loss). A looped stack's stored array
+    (recsys_core.stacked) counts as the tensors it holds."""
+    count = sum(getattr(v.tag, 'n_tensors', 1) for v in tensors)
+    return sum(0.5 * (v ** 2).sum() for v in tensors) / np.float32(count)
 
 
 class DenseAdam:

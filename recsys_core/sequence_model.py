@@ -46,6 +46,7 @@ from .optim import DenseAdam
 from .params import Param, one_of
 from .randomness import RandomSource
 from .sequences import left_pad, sequences_from_events, windows
+from .stacked import StackLayout
 from .trainer import CompileOnFirstUse, TrainingPlan
 
 PAD_TOKEN = '<PAD>'
@@ -221,6 +222,14 @@ class SequenceRecommender(NeuralRecommender):
 
     def _trainable(self):
         return list(self.shared.values())
+
+    def _stack_layouts(self):
+        """A model with ``_residual_blocks()`` loops over them when they repeat a cycle
+        (:mod:`recsys_core.stacked`)."""
+        if not hasattr(self, '_residual_blocks'):
+            return []
+        layout = StackLayout.of(self._residual_blocks(), self.weights)
+        return [layout] if layout is not None else []
 
     def _batch_variables(self):
         """(symbolic inputs of one training batch, the input of :meth:`_train_hidden`, the labels of

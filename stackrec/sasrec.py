@@ -93,12 +93,12 @@ class SASRec(SequenceRecommender):
         return e
 
     def _hidden(self, X):
-        return apply_stack(self.shared, self._input(X), self._residual_blocks())
+        return apply_stack(self.shared, self._input(X), self._residual_blocks(), self._layouts)
 
     def _train_hidden(self, X, random_source):
         if not self.dropout:
             return self._hidden(X)
-        return apply_stack(self.shared, self._input(X, random_source), self._residual_blocks(),
+        return apply_stack(self.shared, self._input(X, random_source), self._residual_blocks(), self._layouts,
                            p_drop=self.dropout, srng=random_source)
 
     def _train_loss(self, h, labels, extra):
