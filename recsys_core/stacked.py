@@ -108,11 +108,14 @@ class StackLayout:
                     members[find(r)].append(name)
         self.storage = OrderedDict((m[0] + STACK_SUFFIX, m) for m in members.values())
         self.where = {name: (key, i) for key, m in self.storage.items() for i, name in enumerate(m)}
-        self.slots = []
+        self.slots = []  # one per distinct template name: roles that read the same weight read it once
         for r in roles:
+            template = names[r[0]][0][r[1]]
+            if any(template == name for name, _, _ in self.slots):
+                continue
             per_repeat = [names[r[0]][c][r[1]] for c in range(self.repeats)]
             key = self.where[per_repeat[0]][0]
-            self.slots.append((names[r[0]][0][r[1]], key, [self.where[n][1] for n in per_repeat]))
+            self.slots.append((template, key, [self.where[n][1] for n in per_repeat]))
 
     prefix = ''
 
@@ -314,5 +317,9 @@ def _stack_op(layout, x, seqs, shapes, uniforms, kwargs, mode):
         return out
 
     op_inputs = [X0] + W + ([U] if U is not None else [])
+    n_out = 2 + len(saved_seqs)
+    connection = [[True] * n_out for _ in op_inputs]
+    if U is not None:
+        connection[-1] = [False] * n_out  # the dropout numbers are drawn, not learned
     return OpFromGraph(op_inputs, [ys[-1], ys] + saved_seqs, pullback=lop, inline=True,
-                       name='ScannedStack')
+                       connection_pattern=connection, name='ScannedStack')

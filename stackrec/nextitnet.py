@@ -9,7 +9,9 @@ sampler over 20% of the vocabulary (is_negsample), a separate output layer N(0, 
 dilations [1, 4] * c, and the optional L2 term (mean over tensors of 1/2 ||v||^2; 0.001 for the
 ColdRec source, 0 otherwise). Everything NextItNet's docstring lists as a difference from its
 release (padding class never recommended, windows, complete batches) holds here too; the release
-trains its alphas and LayerNorms like every other weight, and so does this.
+trains its alphas and LayerNorms like every other weight, and so does this. ``rezero=False`` gives
+the blocks of the release's ops_original.py, without alpha (a stacked block then starts as a
+trained-looking block, not as the identity).
 """
 import numpy as np
 
@@ -35,17 +37,20 @@ class StackNextItNet(NextItNet):
     PARAMS = _defaults([p for p in NextItNet.PARAMS if p not in KEY_PARAMS], dilated_channels=64,
                        dilations=[1, 4] * 4, batch_size=256, is_negsample=True) + [
         Param('l2_reg', 0.0, non_negative, doc='weight of the mean over tensors of 1/2 ||v||^2 (ColdRec source: 0.001)'),
+        Param('rezero', True, doc='a learnable scale alpha (init 0) per block, as ops.py; False: blocks without '
+                                  'it, as ops_original.py'),
     ] + KEY_PARAMS
 
     def _residual_blocks(self):
         return [DilatedResidualBlock(Conv('conv{}a'.format(i)), Conv('conv{}b'.format(i)), LayerNorm('ln{}a'.format(i)),
-                                     LayerNorm('ln{}b'.format(i)), d, Scale('alpha{}'.format(i)))
+                                     LayerNorm('ln{}b'.format(i)), d, Scale('alpha{}'.format(i)) if self.rezero else None)
                 for i, d in enumerate(self.dilations)]
 
     def _init_weights(self):
         w = super()._init_weights()
         for block in self._residual_blocks():
-            w.update(block.scale.init())
+            if block.scale is not None:
+                w.update(block.scale.init())
         return w
 
     def _regularization(self):

@@ -11,19 +11,26 @@ DATA.csv: one sequence per line (the released format). The release's split: nump
 generator seeded 10, the last 20% of the permuted sequences for testing; the test set also selects
 the checkpoints, as released (pitfall P2). The vocabulary is built over the whole file once (P1)
 and every later stage keeps it. Stage k writes DIR/stage{k}/ (the trainer's last.ckpt and
-best.model, then model.pkl and summary.json); running the same command again skips finished
-stages and resumes an interrupted one from its checkpoint.
+best.model, then model.pkl, summary.json with HR/MRR/NDCG@5,10 at the best checkpoint, and
+split.json: the data ratio and training sequences, with DIR/test.tsv the run.py command that
+re-scores the stage); running the same command again skips finished stages and resumes an
+interrupted one from its checkpoint. Difference: the release leaves the last partial test batch
+out of its evaluation; every test sequence is scored here.
 
 - cl (train_nextitnet_sc1.sh, train_grec_sc1.sh, train_sasrec_sc1.sh, train_ssept_sc1.sh):
   from_scratch on data ratio 0.8 (nested subset), then stacked on ratio 1 (NextItNet and GRec:
   stackA doubling, 16 -> 32 blocks; SASRec: stackA with the Modules rule, 18 -> 24; SSE-PT: stackC,
   18 -> 24); eval every 6000 steps, cap 300k (SASRec 350k), patience 8 (SSE-PT: 2000, 250k, 15).
+  ``--ratios 0.2 0.4 0.8 1`` continues in more steps, stacking at each ratio (the release's 0.6
+  subset is not a superset of its 0.4 one: stackrec.data.ratio_subset).
 - ts (train_nextitnet_sc2.sh): 8 -> 16 -> 32 blocks with stackA on all data, caps 50k/100k/200k,
   eval every 3000, patience 10.
 - tf (train_nextitnet_sc3.sh): source pre-training as cl (8 -> 16 blocks, L2 0.001), each stage
   then fine-tuned on the target domain (``--finetune COLDREC``, stackrec.finetune: 10 epochs, batch
   512, evaluation every 1000 steps over 99 sampled negatives, best MRR@5 and HR@5).
-- stack: one stacked stage from a saved model (e.g. a stage of another run).
+- stack: one stacked stage from a saved model (e.g. a stage of another run), on ``--data_ratio``.
+- ``-ps rezero=False`` (NextItNet, GRec, SASRec): blocks without the per-block scale alpha
+  (the release's ops_original.py).
 """
 import argparse
 import json
@@ -70,22 +77,37 @@ def blocks_of(model):
     return len(model.dilations) if hasattr(model, 'dilations') else model.num_blocks
 
 
-def stages(scenario, model, method, blocks):
+RELEASED_RATIOS = (0.8, 1.0)
+
+
+def check_ratios(ratios):
+    """CL's data ratios: increasing, each in (0, 1]."""
+    if len(ratios) < 2 or any(not 0 < r <= 1 for r in ratios) or any(b <= a for a, b in zip(ratios, ratios[1:])):
+        raise UserError('--ratios must be two or more increasing data ratios in (0, 1], e.g. 0.2 0.4 0.6 0.8 1; '
+                        'got {}'.format(' '.join(map(str, ratios))))
+    return list(ratios)
+
+
+def stages(scenario, model, method, blocks, ratios=RELEASED_RATIOS):
     """[(method, blocks, data ratio, step cap, eval_every, patience, rule)] of a scenario.
 
-    method None: the release's stage-2 method (RELEASED_METHOD: stackC for SSE-PT, else stackA)."""
+    method None: the release's stage-2 method (RELEASED_METHOD: stackC for SSE-PT, else stackA).
+    cl trains from scratch on the first data ratio and stacks at each next one (the release: 0.8
+    then 1; e.g. 0.2 0.4 0.6 0.8 1 stacks four times, doubling NextItNet/GRec, +6 blocks SASRec/SSE-PT)."""
     method = method or RELEASED_METHOD.get(model, 'stackA')
     if scenario == 'cl':
+        ratios = check_ratios(ratios)
         if FAMILY_OF.get(model) == 'nextitnet':   # train_nextitnet_sc1.sh, train_grec_sc1.sh
-            shallow = blocks or 16
-            return [('from_scratch', shallow, 0.8, 300000, 6000, 8, None),
-                    (method, 2 * shallow, 1.0, 300000, 6000, 8, 'double')]
-        shallow = blocks or 18
-        if model == 'ssept':                      # train_ssept_sc1.sh
-            return [('from_scratch', shallow, 0.8, 250000, 2000, 15, None),
-                    (method, shallow + 6, 1.0, 250000, 2000, 15, 'modules')]
-        return [('from_scratch', shallow, 0.8, 350000, 6000, 8, None),
-                (method, shallow + 6, 1.0, 350000, 6000, 8, 'modules')]
+            depth, grow, rule, cap, every, patience = blocks or 16, lambda b: 2 * b, 'double', 300000, 6000, 8
+        elif model == 'ssept':                    # train_ssept_sc1.sh
+            depth, grow, rule, cap, every, patience = blocks or 18, lambda b: b + 6, 'modules', 250000, 2000, 15
+        else:                                     # train_sasrec_sc1.sh
+            depth, grow, rule, cap, every, patience = blocks or 18, lambda b: b + 6, 'modules', 350000, 6000, 8
+        plan = [('from_scratch', depth, ratios[0], cap, every, patience, None)]
+        for ratio in ratios[1:]:
+            depth = grow(depth)
+            plan.append((method, depth, ratio, cap, every, patience, rule))
+        return plan
     if scenario == 'tf':  # train_nextitnet_sc3.sh: source pre-training 8 -> 16 blocks, each fine-tuned
         if model != 'nextitnet':
             raise UserError('The TF scenario is released for NextItNet only')
@@ -116,11 +138,16 @@ def split_events(path, keys=None):
     return events, test, lines[train_pos]
 
 
+def ratio_lines(train_lines, ratio):
+    """The training sequences of ``ratio`` in the release's order (nested chunks, section 2.3)."""
+    from .data import ratio_subset
+    return train_lines[ratio_subset(len(train_lines), ratio)]
+
+
 def ratio_events(events, train_lines, ratio, session_key='SessionId'):
     """The training events of ``ratio``, sessions renumbered so that the training order is the
     release's (its rows in chunk order; the models train on sessions in id order)."""
-    from .data import ratio_subset
-    order = train_lines[ratio_subset(len(train_lines), ratio)]
+    order = ratio_lines(train_lines, ratio)
     rank = {line: i for i, line in enumerate(order)}
     data = events[events[session_key].isin(order)].copy()
     data[session_key] = data[session_key].map(rank).astype(np.int64)
@@ -169,7 +196,8 @@ def run_stage(folder, cls, params, data, all_events, test, source, method, rule,
     summary = {'method': canonical_method(method), 'blocks': blocks_of(model), 'steps': sum(
         s['minibatches'] for s in model.epoch_stats), 'best_mrr5': best and float(best['value']),
         'best_step': best and best['step'], 'seconds_to_best': best and best['seconds'],
-        'seconds_this_run': time.time() - t0}
+        'seconds_this_run': time.time() - t0, 'at_best': release_metrics(model, test, eval_mode, keys)}
+    print('{}: at the best checkpoint: {}'.format(folder, release_line(summary['at_best'])))
     printed = dict(summary)
     summary['history'] = [{k: float(v) if k in ('value', 'best', 'seconds') else v for k, v in h.items()}
                           for h in history]
@@ -177,6 +205,33 @@ def run_stage(folder, cls, params, data, all_events, test, source, method, rule,
     write_text_atomic(os.path.join(folder, 'summary.json'), json.dumps(summary, indent=1))
     print('{}: {}'.format(folder, printed))
     return model
+
+
+CUT_OFFS = (5, 10)
+
+
+def release_metrics(model, test, eval_mode='standard', keys=None):
+    """HR, MRR and NDCG at 5 and 10 of ``model`` on the test set (the release prints these at each
+    evaluation; the release leaves out the last partial test batch, this scores every sequence)."""
+    from recsys_core.evaluation import evaluate
+    res = evaluate(model, test, protocol='last', cut_off=list(CUT_OFFS), mode=eval_mode, verbose=False,
+                   **(keys or {}))
+    return {'{}@{}'.format(m, c): float(res.value(m, c)) for c in CUT_OFFS for m in ('hr', 'mrr', 'ndcg')}
+
+
+def release_line(metrics):
+    return ' '.join('{} {:.4f}'.format(name.upper(), value) for name, value in metrics.items())
+
+
+def write_split(folder, data_path, ratio, train_lines, test_path):
+    """The stage's split beside its model: the data file, the ratio, its training sequences in
+    training order and the test file (DIR/test.tsv), so the stage can be re-scored with run.py."""
+    from recsys_core.atomic import write_text_atomic
+    write_text_atomic(os.path.join(folder, 'split.json'), json.dumps({
+        'data': os.path.abspath(data_path), 'data_ratio': ratio, 'test': os.path.abspath(test_path),
+        'rescore': 'python run.py {} -l -t {} --protocol last -m 5 10'.format(
+            os.path.join(folder, 'model.pkl'), test_path),
+        'train_sequences': [int(x) if isinstance(x, (int, np.integer)) else str(x) for x in train_lines]}))
 
 
 def build_parser():
@@ -199,6 +254,10 @@ def build_parser():
     p.add_argument('--step_cap', type=int, default=0, help='override every stage\'s step cap')
     p.add_argument('--eval_every', type=int, default=0, help='override every stage\'s evaluation interval')
     p.add_argument('--patience', type=int, default=0, help='override every stage\'s patience')
+    p.add_argument('--ratios', type=float, nargs='+', default=list(RELEASED_RATIOS),
+                   help='cl: the data ratios, one stage each, stacked at each next one (default 0.8 1, as released)')
+    p.add_argument('--data_ratio', type=float, default=1.0, help='stack: the data ratio of the stacked stage '
+                                                                  '(default 1)')
     add_shared_arguments(p, 'device', 'eval_type', *KEYS)
     return p
 
@@ -235,16 +294,26 @@ def main(argv=None):
         if not args.blocks:
             raise UserError('stack needs --blocks N (the depth of the stacked model)')
         rule = args.rule or ('double' if FAMILY_OF[args.model] == 'nextitnet' else 'modules')
-        plan = [(method or RELEASED_METHOD.get(args.model, 'stackA'), args.blocks, 1.0, args.step_cap or 300000, args.eval_every or 6000, args.patience or 8, rule)]
+        if not 0 < args.data_ratio <= 1:
+            raise UserError('--data_ratio must be in (0, 1], not {}'.format(args.data_ratio))
+        plan = [(method or RELEASED_METHOD.get(args.model, 'stackA'), args.blocks, args.data_ratio,
+                 args.step_cap or 300000, args.eval_every or 6000, args.patience or 8, rule)]
     else:
         source = None
-        plan = stages(args.scenario, args.model, method, args.blocks)
+        plan = stages(args.scenario, args.model, method, args.blocks, args.ratios)
+    from recsys_core.atomic import write_tsv_atomic
+    test_path = os.path.join(args.out, 'test.tsv')
+    os.makedirs(args.out, exist_ok=True)
+    if not os.path.isfile(test_path):
+        write_tsv_atomic(test, test_path)
     for k, (m, blocks, ratio, cap, every, patience, rule) in enumerate(plan, 1):
         stage_params = dict(params, **depth_params(args.model, blocks))
-        source = run_stage(os.path.join(args.out, 'stage{}'.format(k)), cls, stage_params,
+        folder = os.path.join(args.out, 'stage{}'.format(k))
+        source = run_stage(folder, cls, stage_params,
                            ratio_events(events, train_lines, ratio, keys['session_key']), events, test, source, m,
                            rule, args.step_cap or cap, args.eval_every or every, args.patience or patience,
                            eval_mode=args.eval_type)
+        write_split(folder, args.data, ratio, ratio_lines(train_lines, ratio), test_path)
         if args.scenario == 'tf':
             fine_tune_stage(os.path.join(args.out, 'stage{}_finetune'.format(k)), source, args.finetune,
                             args.finetune_epochs, args.finetune_batch, args.finetune_eval_every)

@@ -125,7 +125,7 @@ def _copy_plan(method, family, sources, fresh):
         for i, j in enumerate(sources):
             if j is not None:
                 names = _CONV + _LN_ALPHA if method == 'stackR' else _CONV
-                plan += [(n.format(i), n.format(j)) for n in names]
+                plan += [(n.format(i), n.format(j)) for n in names if n.format(i) in fresh]  # no alpha: ops_original
         return plan
     plan = [(n, n) for n in ('item_emb', 'pos_emb', 'user_emb') if n != 'user_emb' or n in fresh]
     for i, j in enumerate(sources):

@@ -165,3 +165,36 @@ def test_a_killed_pipeline_resumes_with_the_same_command(tiny_data, tmp_path):
     b = StackNextItNet.loadmodel(os.path.join(stage2, 'model.pkl'))
     for k in a.weights:
         np.testing.assert_allclose(b.weights[k], a.weights[k], rtol=1e-5, atol=1e-6)
+
+
+def test_continual_learning_in_more_steps_reports_the_release_metrics_and_writes_the_split(tiny_data, tmp_path,
+                                                                                           capsys):
+    """cl over ratios 0.4 0.8 1 stacks twice (2 -> 4 -> 8 blocks, blocks without alpha as in
+    ops_original.py); each stage has HR/MRR/NDCG@5,10 at its best checkpoint, equal to what run.py
+    gets from its model and test file, and its split beside it."""
+    import json
+    from recsys_core.evaluation import evaluate
+    data = write_sequences(tmp_path / 'seq.csv', tiny_data)
+    out = tmp_path / 'cl'
+    assert pipeline.main(['cl', data, '--out', str(out), '--blocks', '2', '--ratios', '0.4', '0.8', '1',
+                          '--step_cap', '12', '--eval_every', '6', '-ps',
+                          'dilated_channels=8,max_len=8,batch_size=32,rezero=False']) == 0
+    seen = []
+    for k, (blocks, ratio) in enumerate([(2, 0.4), (4, 0.8), (8, 1.0)], 1):
+        summary = json.loads((out / 'stage{}'.format(k) / 'summary.json').read_text())
+        split = json.loads((out / 'stage{}'.format(k) / 'split.json').read_text())
+        assert summary['blocks'] == blocks and split['data_ratio'] == ratio
+        assert sorted(summary['at_best']) == sorted('{}@{}'.format(m, c) for m in ('hr', 'mrr', 'ndcg') for c in (5, 10))
+        model = StackNextItNet.loadmodel(str(out / 'stage{}'.format(k) / 'model.pkl'))
+        assert not any(n.startswith('alpha') for n in model.weights)
+        import pandas as pd
+        test = pd.read_csv(split['test'], sep='\t', dtype={'ItemId': str})
+        again = evaluate(model, test, protocol='last', cut_off=[5, 10], verbose=False)
+        assert again.value('mrr', 10) == pytest.approx(summary['at_best']['mrr@10'], abs=1e-9)
+        assert summary['at_best']['mrr@5'] == pytest.approx(summary['best_mrr5'], abs=1e-9)
+        seen.append(set(split['train_sequences']))
+    assert seen[0] < seen[1] < seen[2]  # nested data ratios (0.6 is not, as released: stackrec.data)
+    assert 'at the best checkpoint: HR@5 ' in capsys.readouterr().out
+    with pytest.raises(UserError, match='increasing'):
+        pipeline.main(['cl', data, '--out', str(tmp_path / 'x'), '--ratios', '0.8', '0.4'])
+    assert not os.path.exists(tmp_path / 'x')
