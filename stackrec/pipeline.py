@@ -24,7 +24,7 @@ out of its evaluation; every test sequence is scored here.
   ``--ratios 0.2 0.4 0.8 1`` continues in more steps, stacking at each ratio (the release's 0.6
   subset is not a superset of its 0.4 one: stackrec.data.ratio_subset).
 - ts (train_nextitnet_sc2.sh): 8 -> 16 -> 32 blocks with stackA on all data, caps 50k/100k/200k,
-  eval every 3000, patience 10.
+  eval every 3000, patience 10; ``--stages 4`` goes on to 64 blocks (cap 400k), and so on.
 - tf (train_nextitnet_sc3.sh): source pre-training as cl (8 -> 16 blocks, L2 0.001), each stage
   then fine-tuned on the target domain (``--finetune COLDREC``, stackrec.finetune: 10 epochs, batch
   512, evaluation every 1000 steps over 99 sampled negatives, best MRR@5 and HR@5).
@@ -88,12 +88,14 @@ def check_ratios(ratios):
     return list(ratios)
 
 
-def stages(scenario, model, method, blocks, ratios=RELEASED_RATIOS):
+def stages(scenario, model, method, blocks, ratios=RELEASED_RATIOS, n_stages=3):
     """[(method, blocks, data ratio, step cap, eval_every, patience, rule)] of a scenario.
 
     method None: the release's stage-2 method (RELEASED_METHOD: stackC for SSE-PT, else stackA).
     cl trains from scratch on the first data ratio and stacks at each next one (the release: 0.8
-    then 1; e.g. 0.2 0.4 0.6 0.8 1 stacks four times, doubling NextItNet/GRec, +6 blocks SASRec/SSE-PT)."""
+    then 1; e.g. 0.2 0.4 0.8 1 stacks three times, doubling NextItNet/GRec, +6 blocks SASRec/SSE-PT).
+    ts doubles the depth ``n_stages - 1`` times, each stage's step cap twice the last (the release:
+    3 stages, 50k/100k/200k)."""
     method = method or RELEASED_METHOD.get(model, 'stackA')
     if scenario == 'cl':
         ratios = check_ratios(ratios)
@@ -117,10 +119,11 @@ def stages(scenario, model, method, blocks, ratios=RELEASED_RATIOS):
     if scenario == 'ts':
         if model != 'nextitnet':
             raise UserError('The TS scenario is released for NextItNet only')
+        if n_stages < 2:
+            raise UserError('--stages must be at least 2 (a model and one stacking), not {}'.format(n_stages))
         first = blocks or 8
-        return [('from_scratch', first, 1.0, 50000, 3000, 10, None),
-                (method, 2 * first, 1.0, 100000, 3000, 10, 'double'),
-                (method, 4 * first, 1.0, 200000, 3000, 10, 'double')]
+        return [('from_scratch' if k == 0 else method, first * 2 ** k, 1.0, 50000 * 2 ** k, 3000, 10,
+                 None if k == 0 else 'double') for k in range(n_stages)]
     raise UserError('Unknown scenario {!r}; use one of: {}'.format(scenario, ', '.join(SCENARIOS)))
 
 
@@ -256,6 +259,8 @@ def build_parser():
     p.add_argument('--patience', type=int, default=0, help='override every stage\'s patience')
     p.add_argument('--ratios', type=float, nargs='+', default=list(RELEASED_RATIOS),
                    help='cl: the data ratios, one stage each, stacked at each next one (default 0.8 1, as released)')
+    p.add_argument('--stages', type=int, default=3, help='ts: stages, the depth doubling at each (default 3, as '
+                                                          'released: 8 -> 16 -> 32 blocks)')
     p.add_argument('--data_ratio', type=float, default=1.0, help='stack: the data ratio of the stacked stage '
                                                                   '(default 1)')
     add_shared_arguments(p, 'device', 'eval_type', *KEYS)
@@ -300,7 +305,7 @@ def main(argv=None):
                  args.step_cap or 300000, args.eval_every or 6000, args.patience or 8, rule)]
     else:
         source = None
-        plan = stages(args.scenario, args.model, method, args.blocks, args.ratios)
+        plan = stages(args.scenario, args.model, method, args.blocks, args.ratios, args.stages)
     from recsys_core.atomic import write_tsv_atomic
     test_path = os.path.join(args.out, 'test.tsv')
     os.makedirs(args.out, exist_ok=True)

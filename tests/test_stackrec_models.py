@@ -198,3 +198,19 @@ def test_continual_learning_in_more_steps_reports_the_release_metrics_and_writes
     with pytest.raises(UserError, match='increasing'):
         pipeline.main(['cl', data, '--out', str(tmp_path / 'x'), '--ratios', '0.8', '0.4'])
     assert not os.path.exists(tmp_path / 'x')
+
+
+def test_ts_reaches_64_blocks_each_stage_a_loop(tiny_data, tmp_path):
+    """TS with four stages: 8 -> 16 -> 32 -> 64 blocks, each stacked (stackA) from the last; the deep
+    stages compile one loop step, not 64 blocks."""
+    import json
+    data = write_sequences(tmp_path / 'seq.csv', tiny_data)
+    out = tmp_path / 'ts'
+    assert pipeline.main(['ts', data, '--out', str(out), '--stages', '4', '--step_cap', '4', '--eval_every', '2',
+                          '-ps', 'dilated_channels=8,max_len=8,batch_size=32']) == 0
+    depths = [json.loads((out / 'stage{}'.format(k) / 'summary.json').read_text())['blocks'] for k in (1, 2, 3, 4)]
+    assert depths == [8, 16, 32, 64]
+    deep = StackNextItNet.loadmodel(str(out / 'stage4' / 'model.pkl'))
+    assert len(deep.dilations) == 64 and 'conv63b_W' in deep.weights
+    deep._make_shared()
+    assert [(layout.period, layout.repeats) for layout in deep._layouts] == [(2, 32)]
