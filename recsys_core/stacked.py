@@ -31,6 +31,10 @@ from pytensor.gradient import DisconnectedType, grad
 from pytensor.graph.traversal import ancestors, vars_between
 from pytensor.graph.replace import graph_replace
 from pytensor.scan.basic import scan
+from pytensor.tensor.basic import Join
+from pytensor.tensor.elemwise import DimShuffle, Elemwise
+from pytensor.tensor.shape import Reshape, SpecifyShape
+from pytensor.tensor.subtensor import Subtensor
 
 FORMS = ('scan', 'unrolled')
 _form = os.environ.get('RECSYS_STACK', 'scan')
@@ -38,6 +42,10 @@ MIN_REPEATS = 2
 """A stack is looped only when its cycle repeats at least this often."""
 
 STACK_SUFFIX = '[stack]'
+
+_RECOMPUTED = (Elemwise, DimShuffle, Reshape, SpecifyShape, Subtensor, Join)
+"""Ops whose outputs the backward loop recomputes from the saved ones (cheap, elementwise or views);
+every other forward output it reads (products, LayerNorms, reductions) is saved by the forward loop."""
 
 
 def set_form(form):
@@ -250,8 +258,8 @@ def _stack_op(layout, x, seqs, shapes, uniforms, kwargs, mode):
     gy = y.type()
     grads = grad(None, [x_in] + w_in, known_grads={y: gy})
     forward = {v for v in vars_between(step_inputs, [y]) if v.owner is not None}
-    big = {v for v in forward if v.ndim >= 2}
-    saved = [v for v in ancestors(grads, blockers=big) if v in big]
+    kept = {v for v in forward if v.ndim >= 2 and not isinstance(v.owner.op, _RECOMPUTED)}
+    saved = [v for v in ancestors(grads, blockers=kept) if v in kept]
     saved_in = [v.type() for v in saved]
     backward = graph_replace(grads, dict(zip(saved, saved_in)), strict=False)
 
