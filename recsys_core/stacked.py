@@ -38,8 +38,9 @@ from pytensor.tensor.subtensor import Subtensor
 
 FORMS = ('scan', 'unrolled')
 _form = os.environ.get('RECSYS_STACK', 'scan')
-MIN_REPEATS = 2
-"""A stack is looped only when its cycle repeats at least this often."""
+MIN_REPEATS = 3
+"""A stack is looped only when its cycle repeats at least this often (a cycle repeated twice
+compiles and steps as fast unrolled: benchmarks/RESULTS.md)."""
 
 STACK_SUFFIX = '[stack]'
 

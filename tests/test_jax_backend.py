@@ -16,7 +16,7 @@ pytest.importorskip('jax')
 GRU4REC = ('loss=cross-entropy,final_act=softmax,constrained_embedding=True,layers=32,batch_size=16,n_sample=64,'
            'logq=1.0,momentum=0.2,dropout_p_hidden=0,n_epochs=2')
 NEXTITNET = 'dilated_channels=16,dilations=1/2,batch_size=64,max_len=12,n_epochs=2'
-STACKREC_NEXTITNET = 'dilated_channels=16,dilations=1/4,batch_size=64,max_len=12,n_epochs=2'
+STACKREC_NEXTITNET = 'dilated_channels=16,dilations=1/4/1/4/1/4,batch_size=64,max_len=12,n_epochs=2'  # looped
 STACKREC_SASREC = 'hidden=16,num_blocks=2,batch_size=64,max_len=12,n_epochs=2,dropout=0.1'
 STACKREC_GREC = 'dilated_channels=16,dilations=1/4,batch_size=64,max_len=12,n_epochs=2,masked_lm_prob=0.3'
 STACKREC_SSEPT = 'hidden=16,num_blocks=2,batch_size=64,max_len=12,n_epochs=2,dropout=0.1'

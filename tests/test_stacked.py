@@ -8,6 +8,7 @@ from pytensor.scan.op import Scan
 from cprec import CpRec
 from cprec.sharing import residual_blocks
 from nextitnet import NextItNet
+from peercollab import PeerCollab
 from recsys_core import stacked
 from recsys_core.model import FitRequest
 from recsys_core.trainer import TrainingOptions
@@ -39,6 +40,7 @@ def test_layout_stores_each_role_once_per_repeat_and_shared_weights_once():
     cross = [(name, index) for name, key, index in shared.slots if key.startswith('conv_all')]
     assert cross == [('conv_all_W', [0, 0, 0]), ('conv_all_b', [0, 0, 0])]
     assert stacked.StackLayout.of(residual_blocks('original', [1, 2, 4])) is None  # no repeated cycle
+    assert stacked.StackLayout.of(residual_blocks('original', [1, 4] * 2)) is None  # twice: unrolled
     weights = {n: np.zeros(2) for n in layout.names()}
     assert layout.unstack(layout.stack(weights)).keys() == weights.keys()
 
@@ -50,12 +52,16 @@ def steps(cls, params, data, n=4):
 
 
 LOOPED = {
-    'nextitnet': (NextItNet, dict(dilated_channels=8, dilations=[1, 2] * 2, max_len=8, batch_size=32, n_epochs=2)),
-    'cprec adjacent-block': (CpRec, dict(dilated_channels=8, dilations=[1, 2] * 2, max_len=8, batch_size=32,
+    'nextitnet': (NextItNet, dict(dilated_channels=8, dilations=[1, 2] * 3, max_len=8, batch_size=32, n_epochs=2)),
+    'cprec adjacent-block': (CpRec, dict(dilated_channels=8, dilations=[1, 2] * 3, max_len=8, batch_size=32,
                                          n_epochs=2, use_parametersharing_type='adjacent-block', block=[40, 120],
                                          l2_reg=0.01)),
-    'stackrec.sasrec dropout': (SASRec, dict(hidden=8, num_blocks=2, max_len=8, batch_size=32, n_epochs=2,
+    'stackrec.sasrec dropout': (SASRec, dict(hidden=8, num_blocks=3, max_len=8, batch_size=32, n_epochs=2,
                                              dropout=0.3)),
+    # PW: its choice per element is by magnitude; LW's gates weigh whole layers, key biases included,
+    # whose values are rounding noise scaled by Adam (below), so LW's merge differs beyond rounding
+    'peercollab pw': (PeerCollab, dict(hidden=8, num_blocks=3, max_len=8, batch_size=32, n_epochs=2,
+                                       cooperation='pw')),
 }
 
 
@@ -75,6 +81,8 @@ def test_the_loop_trains_as_the_unrolled_stack(tiny_data, name):
     np.testing.assert_allclose([s['loss'] for s in looped.epoch_stats], [s['loss'] for s in plain.epoch_stats],
                                rtol=1e-5)
     for k, v in plain.weights.items():
+        if k.endswith('_k_b'):  # the attention key bias has a zero gradient up to rounding (softmax ignores a
+            continue            # shift of every key's score), which Adam's normalisation turns into lr-sized steps
         np.testing.assert_allclose(looped.weights[k], v, rtol=1e-4, atol=1e-6, err_msg=k)
 
 

@@ -206,7 +206,7 @@ def test_ts_reaches_64_blocks_each_stage_a_loop(tiny_data, tmp_path):
     import json
     data = write_sequences(tmp_path / 'seq.csv', tiny_data)
     out = tmp_path / 'ts'
-    assert pipeline.main(['ts', data, '--out', str(out), '--stages', '4', '--step_cap', '4', '--eval_every', '2',
+    assert pipeline.main(['ts', data, '--out', str(out), '--stages', '4', '--step_cap', '2', '--eval_every', '2',
                           '-ps', 'dilated_channels=8,max_len=8,batch_size=32']) == 0
     depths = [json.loads((out / 'stage{}'.format(k) / 'summary.json').read_text())['blocks'] for k in (1, 2, 3, 4)]
     assert depths == [8, 16, 32, 64]
@@ -214,3 +214,4 @@ def test_ts_reaches_64_blocks_each_stage_a_loop(tiny_data, tmp_path):
     assert len(deep.dilations) == 64 and 'conv63b_W' in deep.weights
     deep._make_shared()
     assert [(layout.period, layout.repeats) for layout in deep._layouts] == [(2, 32)]
+    assert json.loads((out / 'stage4' / 'summary.json').read_text())['steps'] == 2
