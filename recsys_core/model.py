@@ -217,8 +217,9 @@ class NeuralRecommender(Recommender):
 
     def _per_block(self, values):
         """Weights by their own names, in the model's order, from values of the shared variables."""
-        out = {k: v for k, v in values.items() if k in self._weight_order}
-        for layout in getattr(self, '_layouts', []):
+        names = set(self._weight_order)
+        out = {k: v for k, v in values.items() if k in names}
+        for layout in self._layouts:
             out.update(layout.unstack(values))
         return OrderedDict((k, np.array(out[k])) for k in self._weight_order)
 
