@@ -19,6 +19,9 @@ import pytest
 from conftest import ROOT
 from optuna.trial import TrialState
 
+from recsys_core.errors import UserError
+from recsys_core.tuning.study import open_storage
+
 pytestmark = pytest.mark.slow  # starts a PostgreSQL server and paropt.py workers
 
 FIXED = 'loss=bpr-max,constrained_embedding=True,batch_size=16,n_sample=32,n_epochs=3,layers=32'
@@ -95,16 +98,17 @@ def test_two_workers_share_a_study_and_survive_a_killed_worker(postgres_url, tin
     victim = worker(0)
     time.sleep(2)  # let the first worker create the study
     survivor = worker(1)
-    study = None
+    study = storage = None
     deadline = time.time() + 300
     tag = ':{}'.format(victim.pid)
     while time.time() < deadline:  # wait until the victim is inside a trial, then kill it
         assert victim.poll() is None, (tmp_path / 'w0.err').read_text()[-3000:]
-        try:
-            study = study or optuna.load_study(study_name='shared', storage=postgres_url)
+        try:  # the product's opening: this process too may race the workers to create the tables
+            storage = storage or open_storage(postgres_url, heartbeat_interval=1)
+            study = study or optuna.load_study(study_name='shared', storage=storage)
             running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
                        if t.user_attrs.get('worker', '').endswith(tag)]
-        except KeyError:
+        except (KeyError, UserError):
             running = []
         if running and children_of(victim.pid):
             break
@@ -119,7 +123,7 @@ def test_two_workers_share_a_study_and_survive_a_killed_worker(postgres_url, tin
     assert not any(alive(p) for p in trial_processes)
 
     assert survivor.wait(timeout=600) == 0, (tmp_path / 'w1.err').read_text()[-3000:]
-    trials = optuna.load_study(study_name='shared', storage=postgres_url).get_trials()
+    trials = optuna.load_study(study_name='shared', storage=storage).get_trials()
     by_number = {t.number: t for t in trials}
     killed = by_number[killed_number]
     assert killed.state == TrialState.FAIL
