@@ -1,6 +1,8 @@
 """PeerCollab (PCRec: "Enhancing Top-N Item Recommendations by Peer Collaboration", SIGIR'22): two or
-more SASRec peers trained together, which after every epoch take knowledge from each other, layer by
-layer (LW) or weight by weight (PW); one peer is deployed.
+more peers of one model trained together, which after every epoch take knowledge from each other,
+layer by layer (LW) or weight by weight (PW); one peer is deployed. The peers are the release's
+SASRec (:class:`PeerCollab`), YouTubeDNN (:class:`peercollab.youtubednn.PeerYouTubeDNN`) or BPR
+(:class:`peercollab.bpr.PeerBPR`); :class:`PeerModel` is what they share.
 
 Released protocol (../shared/reference/peercollab.md, section 4), per peer k = 1..P:
 - its own seed (``seed + k - 1`` unless ``peer_seeds``) draws its initialisation and the one
@@ -13,16 +15,26 @@ Released protocol (../shared/reference/peercollab.md, section 4), per peer k = 1
   with peer k-1's (peer 1 with peer P's): :func:`peercollab.cooperation.lw_merge` or
   :func:`~peercollab.cooperation.pw_merge`. The merge runs at the first step of the next epoch,
   so an interrupted run resumes to the same weights (a checkpoint is taken before it).
-``n_peers=1`` or ``cooperation=none`` is the single-model baseline (peers that never merge) under
-the same schedule and budget.
+
+One model (``n_peers=1``) is the release's baseline (baseline.py): a constant learning rate and
+the shuffle seed 10; ``single_schedule=peers`` trains it under the peers' schedule instead (cos,
+difflr), the control that separates the cooperation's gain from the schedule's.
+``cooperation=noise`` (one model) is the release's noise control (*_Noise.py): after each epoch's
+evaluation, Gaussian noise on the weakest ``percent`` of each >= 2-D tensor, of standard deviation
+``noise_rate ** (epoch // noise_period + 1)`` (:func:`peercollab.cooperation.add_noise`).
+``cooperation=none`` with several peers trains them side by side, never merging.
 
 By default the peers train in this process in lockstep (batch j of every peer, then the next).
 With ``exchange=FOLDER, peer=k, run_id=ID`` a process trains peer k only and exchanges snapshots
 with the others' processes through FOLDER (:mod:`peercollab.exchange`); the result is the same.
 
-Differences from the release: initialisation is seeded (the release's is not); the padding class
-is never recommended (the release ranks it, though it is never a target); a merge after the last
-epoch (which no evaluation sees) is not done.
+What run.py reports is the deployed peer's weights at the end of training (or, with -v and
+--checkpoint, at the best validation); the release reports each metric's best over the epochs'
+test evaluations, which ``python -m peercollab.release`` and run.py's --best_per_metric print.
+
+Differences from the release: initialisation and the noise are seeded (the release's are not);
+the padding class is never recommended (the release ranks it, though it is never a target); a
+merge or noise after the last epoch (which no evaluation sees) is not done.
 """
 import hashlib
 import math
@@ -43,57 +55,80 @@ from . import cooperation
 from .exchange import DirectoryExchange
 from .sasrec import SASREC_PARAMS, PeerSASRec
 
-COOPERATIONS = ('lw', 'pw', 'none')
+COOPERATIONS = ('lw', 'pw', 'none', 'noise')
+SINGLE_SCHEDULES = ('release', 'peers')
 
-PEER_PARAMS = [
-    Param('n_peers', 2, positive, doc='P: peers trained together (1: the single-model baseline)'),
-    Param('cooperation', 'lw', one_of(COOPERATIONS), doc='lw: layer-wise, pw: parameter-wise, none: independent'),
-    Param('cooperation_type', 'alllayer_entropy', one_of(cooperation.LW_TYPES + tuple(cooperation.LW_ALIASES)),
-          doc='the LW rule (alllayer_eL1norm is alllayer_L1norm)'),
-    Param('a', 30.0, doc="the gate's slope: w = b / (1 + exp(-a x)) (the README's 30)"),
-    Param('b', 1.0, positive, doc="the gate's scale (1 as released)"),
-    Param('percent', 50.0, Check(lambda v: 0 <= v <= 100, 'must be in [0, 100]'),
-          doc='PW: the weakest percent of each >= 2-D tensor is taken from the peer'),
-    Param('cos', True, doc='cosine decay of the learning rate per batch over all epochs'),
-    Param('difflr', True, doc='peer k starts at lr * (1 + cos(pi (P - k) / P)) / 2'),
-    Param('peer_seeds', [], doc='one seed per peer, e.g. 10/11 (default: seed, seed + 1, ...)'),
-    Param('deploy', 0, non_negative, doc='the peer that scores and is evaluated (0: peer P, the base-lr peer; a peer process: its own)'),
-    Param('exchange', '', doc='a folder: train one peer (peer=k) in this process, exchanging through the folder'),
-    Param('peer', 0, non_negative, doc='with exchange: the peer this process trains'),
-    Param('run_id', '', doc='with exchange: the name shared by the processes of one run'),
-    Param('exchange_timeout', 1800.0, positive, doc='with exchange: seconds to wait for a peer before failing'),
-]
+
+def peer_params(lw_types, noise_rate, noise_period):
+    """The parameters of peers of a model whose LW types are ``lw_types`` (the first the default)
+    and whose noise control's release defaults are ``noise_rate`` and ``noise_period``."""
+    aliases = tuple(cooperation.LW_ALIASES) if lw_types == cooperation.LW_TYPES else ()
+    return [
+        Param('n_peers', 2, positive, doc='P: peers trained together (1: the single-model baseline)'),
+        Param('cooperation', 'lw', one_of(COOPERATIONS),
+              doc='lw: layer-wise, pw: parameter-wise, none: independent peers, noise: the noise control (n_peers=1)'),
+        Param('cooperation_type', lw_types[0], one_of(lw_types + aliases),
+              doc='the LW rule{}'.format(' (alllayer_eL1norm is alllayer_L1norm)' if aliases else '')),
+        Param('a', 30.0, doc="the gate's slope: w = b / (1 + exp(-a x)) (the README's 30)"),
+        Param('b', 1.0, positive, doc="the gate's scale (1 as released)"),
+        Param('percent', 50.0, Check(lambda v: 0 <= v <= 100, 'must be in [0, 100]'),
+              doc='PW: the weakest percent of each >= 2-D tensor is taken from the peer; noise: gets noise'),
+        Param('noise_rate', noise_rate, positive, doc='noise: standard deviation noise_rate ** (epoch // noise_period + 1)'),
+        Param('noise_period', noise_period, positive, doc='noise: epochs per decay step of the standard deviation (T)'),
+        Param('cos', True, doc='cosine decay of the learning rate per batch over all epochs'),
+        Param('difflr', True, doc='peer k starts at lr * (1 + cos(pi (P - k) / P)) / 2'),
+        Param('single_schedule', 'release', one_of(SINGLE_SCHEDULES),
+              doc="n_peers=1: release (a constant rate, as baseline.py and *_Noise.py) or peers (cos and difflr as given)"),
+        Param('peer_seeds', [], doc='one seed per peer, e.g. 10/11 (default: seed, seed + 1, ...)'),
+        Param('deploy', 0, non_negative, doc='the peer that scores and is evaluated (0: peer P, the base-lr peer; a peer process: its own)'),
+        Param('exchange', '', doc='a folder: train one peer (peer=k) in this process, exchanging through the folder'),
+        Param('peer', 0, non_negative, doc='with exchange: the peer this process trains'),
+        Param('run_id', '', doc='with exchange: the name shared by the processes of one run'),
+        Param('exchange_timeout', 1800.0, positive, doc='with exchange: seconds to wait for a peer before failing'),
+    ]
 
 
 def prefix(k):
     return 'p{}.'.format(k)
 
 
-class PeerCollab(SequenceRecommender):
-    """Peers of the release's SASRec trained together; the deployed peer scores and is saved with them."""
+class PeerModel:
+    """Peers of ``PEER_CLASS`` trained together; the deployed peer scores and is saved with them.
 
-    PARAMS = SASREC_PARAMS + PEER_PARAMS + KEY_PARAMS
+    Mixed in before the class that holds the data state of the peers' model (the vocabulary, and
+    for BPR the users): this model builds the training rows (``_training_rows``) and every peer
+    gets a copy of that state (``_model_state`` without weights). A peer provides
+    ``_step_graph(learning_rate)``, ``_batch_values(rows)`` (its step's inputs; a host generator
+    in ``_rng`` may draw there, e.g. BPR's negatives), ``weight_kind(name)`` for LW and the scoring.
+    """
+
+    PEER_CLASS = None
+    LW_TYPES = cooperation.LW_TYPES
     ALIASES = {'vocab': 'vocabulary'}
+    LEGACY_DEFAULTS = {'single_schedule': 'peers'}  # model files from before the release's baseline schedule
 
     def __init__(self, **kwargs):
         self.peers = None
         self.epoch_of_last_step = None
+        self._noise_rngs = {}
         super().__init__(**kwargs)
 
     def check_params(self, p):
         P = p['n_peers']
         problems = [
-            (p['hidden'] % p['num_heads'], 'hidden={} must be divisible by num_heads={}'.format(p['hidden'], p['num_heads'])),
             (p['deploy'] > P, 'deploy={} but there are n_peers={} peers'.format(p['deploy'], P)),
             (p['peer'] > P, 'peer={} but there are n_peers={} peers'.format(p['peer'], P)),
             (p['peer_seeds'] and len(p['peer_seeds']) != P,
              'peer_seeds needs one seed per peer ({} for n_peers={})'.format(len(p['peer_seeds']), P)),
+            (p['cooperation'] == 'noise' and P != 1,
+             'cooperation=noise is the release\'s single-model control: set n_peers=1 (not {})'.format(P)),
             (p['exchange'] and not p['peer'], 'exchange=FOLDER trains one peer per process: give peer=k (1..{})'.format(P)),
             (p['peer'] and not p['exchange'], 'peer=k trains one peer of a multi-process run: give exchange=FOLDER'),
-            (p['exchange'] and (P < 2 or p['cooperation'] == 'none'),
+            (p['exchange'] and (P < 2 or p['cooperation'] in ('none', 'noise')),
              'exchange needs peers that cooperate (n_peers >= 2, cooperation lw or pw)'),
         ]
-        return next((message for bad, message in problems if bad), None)
+        message = next((message for bad, message in problems if bad), None)
+        return message or self.PEER_CLASS.check_params(self, p)
 
     def get_params(self):
         """The parameters that define the run: exchange_timeout is left out, so a run resumed with a
@@ -103,7 +138,7 @@ class PeerCollab(SequenceRecommender):
         return params
 
     def after_set_params(self, names, maxk, maxv, verbose):
-        self.cooperation_type = cooperation.canonical_type(self.cooperation_type)
+        self.cooperation_type = cooperation.canonical_type(self.cooperation_type, self.LW_TYPES)
 
     # ----------------------------------------------------------------- peers
     def local_peers(self):
@@ -116,26 +151,31 @@ class PeerCollab(SequenceRecommender):
     def seed_of(self, k):
         return int(self.peer_seeds[k - 1]) if self.peer_seeds else self.seed + k - 1
 
+    def release_baseline(self):
+        """One model trained as the release's baseline.py: a constant learning rate."""
+        return self.n_peers == 1 and self.single_schedule == 'release'
+
     def initial_rate(self, k):
         """Peer k's learning rate at the first batch (difflr)."""
-        if not self.difflr:
+        if not self.difflr or self.release_baseline():
             return self.learning_rate
         return self.learning_rate * (1 + math.cos(math.pi * (self.n_peers - k) / self.n_peers)) / 2
 
     def scheduled_rate(self, k, step, total_steps):
         """Peer k's learning rate at global batch ``step`` (0-based) of ``total_steps``."""
         rate = self.initial_rate(k)
-        return rate * (1 + math.cos(math.pi * step / total_steps)) / 2 if self.cos else rate
+        if not self.cos or self.release_baseline():
+            return rate
+        return rate * (1 + math.cos(math.pi * step / total_steps)) / 2
 
     def source_of(self, k):
         """The peer whose snapshot peer k merges with: k - 1, and peer 1 takes peer P's."""
         return k - 1 if k > 1 else self.n_peers
 
     def _peer_model(self, k):
-        params = {p.name: getattr(self, p.name) for p in PeerSASRec.PARAMS}
-        model = PeerSASRec(**dict(params, seed=self.seed_of(k)))
-        model.vocab, model.pad_index, model.seq_len = self.vocab, self.pad_index, self.seq_len
-        model._set_itemidmap()
+        params = {p.name: getattr(self, p.name) for p in self.PEER_CLASS.PARAMS}
+        model = self.PEER_CLASS(**dict(params, seed=self.seed_of(k)))
+        model._restore_state(dict(self._model_state(), weights={}))
         return model
 
     def _init_weights(self):
@@ -177,7 +217,7 @@ class PeerCollab(SequenceRecommender):
             model.weights = OrderedDict((n, self.weights[prefix(k) + n]) for n in model._weight_order)
 
     def peer_model(self, k=None):
-        """Peer k (default: the deployed one) as a SASRec model sharing this model's weights."""
+        """Peer k (default: the deployed one) as a single model sharing this model's weights."""
         self.check_trained()
         if self.shared is None:
             self._make_shared()
@@ -197,24 +237,47 @@ class PeerCollab(SequenceRecommender):
         return self.peer_model()._history_scores(histories)
 
     def _describe(self):
-        return '; {} peer(s), cooperation {}'.format(self.n_peers, self._cooperation_text())
+        return '; {} peer(s), {}'.format(self.n_peers, self._cooperation_text())
 
     def _cooperation_text(self):
-        if self.n_peers < 2 or self.cooperation == 'none':
-            return 'none'
+        if self.cooperation == 'noise':
+            return 'the noise control (percent {:g}, rate {:g}, period {:g})'.format(
+                self.percent, self.noise_rate, self.noise_period)
+        if self.n_peers < 2:
+            return 'the single model{}'.format(
+                ' (constant learning rate, as released)' if self.release_baseline() else " (the peers' schedule)")
+        if self.cooperation == 'none':
+            return 'no cooperation'
         if self.cooperation == 'pw':
-            return 'pw (percent {:g})'.format(self.percent)
-        return 'lw {} (a {:g})'.format(self.cooperation_type, self.a)
+            return 'cooperation pw (percent {:g})'.format(self.percent)
+        return 'cooperation lw {} (a {:g})'.format(self.cooperation_type, self.a)
+
+    def evaluation_notes(self):
+        return ['(peer {} of {}, {}: these are its weights as trained; the release reports each metric\'s best over '
+                'the epochs\' test evaluations: python -m peercollab.release, or run.py -v TEST --best_per_metric)'.format(
+                    self.deployed_peer(), self.n_peers, self._cooperation_text())]
 
     # ----------------------------------------------------------------- training
     def cooperates(self):
-        return self.n_peers > 1 and self.cooperation != 'none'
+        return self.n_peers > 1 and self.cooperation in ('lw', 'pw')
 
     def merge(self, own, peer):
-        """Own weights after taking from a peer's snapshot (ordered dicts of arrays, SASRec order)."""
+        """Own weights after taking from a peer's snapshot (ordered dicts of arrays, the model's order)."""
         if self.cooperation == 'lw':
-            return cooperation.lw_merge(own, peer, self.cooperation_type, self.a, self.b)[0]
+            return cooperation.lw_merge(own, peer, self.cooperation_type, self.a, self.b,
+                                        weight_kind=self.PEER_CLASS.weight_kind)[0]
         return cooperation.pw_merge(own, peer, self.percent)
+
+    def _after_epoch(self, epoch, exchange):
+        """What happens to the weights between epoch ``epoch`` (0-based, evaluated) and the next."""
+        if self.cooperates():
+            self._cooperate(epoch, exchange)
+        elif self.cooperation == 'noise':
+            sigma = cooperation.noise_sigma(epoch, self.noise_rate, self.noise_period)
+            for k in self.local_peers():
+                peer = self.peers[k]
+                peer.set_weight_values(cooperation.add_noise(peer.weight_values(), self.percent, sigma,
+                                                             self._noise_rngs[k]))
 
     def _cooperate(self, epoch, exchange):
         """Every local peer merges with its source peer's snapshot taken after ``epoch``."""
@@ -252,12 +315,22 @@ class PeerCollab(SequenceRecommender):
                             'parameters and data?'.format(source, bad[0]))
         return OrderedDict((n, np.asarray(received[n], dtype=own[n].dtype)) for n in own)
 
+    def _host_state(self):
+        """Per local peer, the host generators that change between steps (checkpointed): the peer's
+        own (e.g. BPR's negatives) and the noise control's."""
+        return {k: (self.peers[k]._host_state(), self._noise_rngs.get(k)) for k in self.local_peers()}
+
+    def _set_host_state(self, state):
+        for k, (own, noise) in state.items():
+            self.peers[k]._set_host_state(own)
+            self._noise_rngs[k] = noise
+
     def _training_plan(self, request):
         """Every local peer's step (one graph, compiled once), the peers' own batch orders, the
         cosine schedule over the epochs' batches (capped by the trainer's per-epoch cap) and the
-        merge at the first step of each epoch."""
+        merge (or noise) at the first step of each epoch."""
         rows = self._training_rows(request.data, request.verbose,
-                                   request.vocab_data if self.vocabulary == 'all' else None, request.vocabulary_of)
+                                   request.vocab_data if self.uses_vocab_data() else None, request.vocabulary_of)
         verbose = request.verbose
         exchange = None
         if self.exchange:
@@ -269,6 +342,9 @@ class PeerCollab(SequenceRecommender):
         self.weights = self._init_weights()
         self._make_shared()
         local = self.local_peers()
+        for k in local:
+            self.peers[k]._rng = np.random.default_rng(self.seed_of(k) + 1)
+            self._noise_rngs[k] = np.random.default_rng(self.seed_of(k) + 3)
         rate = pt.fscalar('learning_rate')
         variables, cost, updates = self.peers[local[0]]._step_graph(rate)
         steps = OrderedDict([(local[0], compile_function(variables + [rate], cost, updates=updates))])
@@ -284,7 +360,7 @@ class PeerCollab(SequenceRecommender):
             for k in local:
                 print('Peer {}: seed {}, learning rate {:g}{}'.format(
                     k, self.seed_of(k), self.initial_rate(k), ' (cosine decay over {} steps)'.format(total_steps)
-                    if self.cos else ''))
+                    if self.cos and not self.release_baseline() else ' (constant)'))
         if exchange is not None and verbose:
             print('Peer {} of {} exchanging through {} (run {})'.format(self.peer, self.n_peers, self.exchange,
                                                                      self.run_id))
@@ -292,19 +368,31 @@ class PeerCollab(SequenceRecommender):
         def batches(epoch):
             for j in range(n_batches):
                 part = {k: rows[orders[k][j * batch:(j + 1) * batch]] for k in local}
-                yield _PeerBatch(epoch, j, part), len(part[local[0]]) * (self.seq_len - 1)
+                yield _PeerBatch(epoch, j, part), len(part[local[0]]) * self.peers[local[0]]._targets_per_row()
 
         def step(b):
-            if b.index == 0 and b.epoch > 0 and self.cooperates():
-                self._cooperate(b.epoch - 1, exchange)
+            if b.index == 0 and b.epoch > 0:
+                self._after_epoch(b.epoch - 1, exchange)
             g = b.epoch * n_batches + b.index
             self.epoch_of_last_step = b.epoch
-            losses = [float(steps[k](b.rows[k], np.float32(self.scheduled_rate(k, g, total_steps)))) for k in local]
+            losses = []
+            for k in local:
+                values, labels = self.peers[k]._batch_values(b.rows[k])
+                feed = list(values) + list(self.peers[k]._loss_feed(labels))
+                losses.append(float(steps[k](*feed, np.float32(self.scheduled_rate(k, g, total_steps)))))
             return float(np.mean(losses))
 
         state = [v for fn in steps.values() for v in updated_shared(fn)]
         return TrainingPlan(self.n_epochs, step, batches, state=state, finish=self._sync_weights,
-                            step_function=steps[local[0]])
+                            step_function=steps[local[0]], host_state=self._host_state,
+                            set_host_state=self._set_host_state)
+
+
+class PeerCollab(PeerModel, SequenceRecommender):
+    """Peers of the release's SASRec (``-g peercollab``)."""
+
+    PEER_CLASS = PeerSASRec
+    PARAMS = SASREC_PARAMS + peer_params(cooperation.LW_TYPES, noise_rate=0.05, noise_period=30) + KEY_PARAMS
 
 
 class _PeerBatch:

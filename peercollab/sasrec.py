@@ -14,6 +14,8 @@ from recsys_core.params import KEY_PARAMS, Param, non_negative, positive, probab
 from recsys_core.sequence_model import VOCABULARY
 from stackrec.sasrec import SASRec
 
+from .cooperation import sasrec_weight_kind
+
 SASREC_PARAMS = [
     Param('hidden', 256, positive, doc='d: embedding and block width (the paper: 64 on Retailrocket)'),
     Param('num_blocks', 2, positive),
@@ -36,6 +38,7 @@ class PeerSASRec(SASRec):
     rezero = False            # the release has no branch scales ...
     input_layer_norm = False  # ... and no LayerNorm on the input
     beta1 = 0.9               # PyTorch's Adam defaults (the release ignores --beta1)
+    weight_kind = staticmethod(sasrec_weight_kind)  # for LW: the kind of each weight, by name
 
     def _embed(self, X):
         """SASRec's item plus position embeddings, with the padding row frozen as released: the

@@ -357,7 +357,7 @@ class SequenceRecommender(NeuralRecommender):
     # ----------------------------------------------------------------- model files
     def _model_state(self):
         return {'vocab': self.vocab, 'pad_index': self.pad_index, 'seq_len': self.seq_len,
-                'weights': dict(self.weights)}
+                'weights': dict(self.weights or {})}
 
     def _restore_state(self, state):
         self.vocab, self.pad_index, self.seq_len = state['vocab'], state['pad_index'], state['seq_len']
