@@ -31,6 +31,7 @@ def build_parser():
     t = p.add_argument_group('training (every gradient-trained model; recsys_core.trainer)')
     t.add_argument('-v', '--valid', metavar='VALID_PATH', type=str, help='Validation data, evaluated during training (with --protocol and -e); with it, training ends with the weights of the best evaluation. (Default: no validation)')
     t.add_argument('--valid_metric', metavar='METRIC@K', type=str, help='Metric and cut-off chosen on the validation data, e.g. mrr@5 (recall, mrr; hr and ndcg with --protocol last). (Default: the primary metric -pm at the first -m cut-off)')
+    t.add_argument('--best_per_metric', action='store_true', help='With -v: measure every metric at the -m cut-offs at each evaluation and print each one\'s best over the evaluations, as the PeerCollab release reports (-v TEST gives its numbers).')
     t.add_argument('--eval_every', metavar='N', type=int, default=0, help='Evaluate on --valid every N training steps (mini-batches). (Default: 0 = at the end of each epoch)')
     t.add_argument('--patience', metavar='K', type=int, default=0, help='Stop training after K evaluations without improvement of the validation metric. (Default: 0 = never stop early)')
     t.add_argument('--max_steps', metavar='N', type=int, default=0, help='Stop training after N steps in all, whatever n_epochs says. (Default: 0 = no cap)')
@@ -45,9 +46,11 @@ def training_options(args, keys):
     from recsys_core.data import load_events
     from recsys_core.trainer import TrainingOptions, WarmStart
     given = (args.valid, args.eval_every, args.patience, args.max_steps, args.checkpoint, args.checkpoint_every,
-             args.warm_start, args.valid_metric)
+             args.warm_start, args.valid_metric, args.best_per_metric)
     if not any(given):
         return None
+    if args.best_per_metric and not args.valid:
+        raise UserError('--best_per_metric reports the best of each metric over the evaluations on -v/--valid: give -v')
     metric, cut_off = args.primary_metric, args.measure[0]
     if args.valid_metric:
         name, _, k = args.valid_metric.partition('@')
@@ -65,9 +68,25 @@ def training_options(args, keys):
                               cut_off=cut_off, eval_every=args.eval_every, patience=args.patience,
                               checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                               warm_start=WarmStart(args.warm_start) if args.warm_start else None,
-                              eval_mode=args.eval_type, keys=keys)
+                              eval_mode=args.eval_type, keys=keys,
+                              report_cut_offs=tuple(args.measure) if args.best_per_metric else ())
     options.check()
     return options
+
+
+def best_per_metric_lines(history):
+    """Each metric's best over the evaluations in ``history`` (maxed independently), one line per
+    cut-off in run.py's format."""
+    from recsys_core.eval_result import METRIC_NAMES
+    entries = [e['metrics'] for e in history if 'metrics' in e]
+    if not entries:
+        return []
+    best = {name: max(e[name] for e in entries) for name in entries[0]}
+    cut_offs = sorted({int(name.split('@')[1]) for name in best})
+    metrics = list(dict.fromkeys(name.split('@')[0] for name in best))
+    lines = ['Best over {} evaluations on the validation data, each metric on its own:'.format(len(entries))]
+    return lines + [' '.join('{}@{}: {:.6f}'.format(METRIC_NAMES[m], c, best['{}@{}'.format(m, c)]) for m in metrics)
+                    for c in cut_offs]
 
 
 def main(argv=None):
@@ -117,6 +136,9 @@ def main(argv=None):
         model.fit(data, sample_store=args.sample_store_size, store_type='cpu' if args.sample_store_on_cpu else 'gpu',
                   **fit_args)
         print('Total training time: {:.2f}s'.format(time.time() - t0))
+        if args.best_per_metric:
+            for line in best_per_metric_lines(getattr(model, 'training_history', None) or []):
+                print(line)
         if args.save_model is not None:
             print('Saving trained model to: {}'.format(args.save_model))
             model.savemodel(args.save_model)

@@ -253,8 +253,9 @@ class PeerModel:
         return 'cooperation lw {} (a {:g})'.format(self.cooperation_type, self.a)
 
     def evaluation_notes(self):
-        return ['(peer {} of {}, {}: these are its weights as trained; the release reports each metric\'s best over '
-                'the epochs\' test evaluations: python -m peercollab.release, or run.py -v TEST --best_per_metric)'.format(
+        return ['(peer {} of {}, {}: one set of its weights, the last or with -v the best validation\'s; the release '
+                'reports each metric\'s best over the epochs\' test evaluations: python -m peercollab.release, or '
+                'run.py -v TEST --best_per_metric)'.format(
                     self.deployed_peer(), self.n_peers, self._cooperation_text())]
 
     # ----------------------------------------------------------------- training

@@ -2,10 +2,11 @@
 the peers trained together, every peer evaluated on the test set after every epoch (before the
 merge), and each metric's best over the epochs per peer, as the release's "Best" lines report.
 
-    python -m peercollab.release DATA.csv --out DIR [-ps PARAMS] [--processes]
+    python -m peercollab.release DATA.csv --out DIR [--model sasrec|youtubednn|bpr] [-ps PARAMS] [--processes]
 
-PARAMS are peercollab's (e.g. ``cooperation=pw,percent=50`` or ``n_peers=1`` for the baseline);
-the vocabulary covers the whole file, as released. Without --processes the peers run in this
+PARAMS are the model's peer parameters (e.g. ``cooperation=pw,percent=50``, ``n_peers=1`` for the
+release's baseline, ``n_peers=1,cooperation=noise`` for its noise control); the split is the
+model's loader's (:mod:`peercollab.split`) and the vocabulary covers the whole file, as released. Without --processes the peers run in this
 process in lockstep (DIR/last.ckpt, DIR/best.model by the deployed peer's MRR@5). With
 --processes one process per peer runs this command with --peer k (logs DIR/peerK.log, checkpoints
 DIR/peerK/), exchanging through DIR/exchange; if one stops, the others are stopped and their
@@ -30,11 +31,27 @@ METRICS = ('mrr', 'hr', 'ndcg')
 RELEASE_NAMES = {'mrr': 'MRR', 'hr': 'Hit', 'ndcg': 'NDCG'}
 
 
-def split_events(path, max_len, min_distinct=None):
-    """(training events, test events) of the release's split of a user-sequence file."""
+MODELS = ('sasrec', 'youtubednn', 'bpr')
+BPR_TEST_LENGTH = 100  # BPR's test rows: only the user and the last item count
+
+
+def model_class(name):
+    """The peer model class of ``--model``."""
+    if name == 'youtubednn':
+        from .youtubednn import PeerYouTubeDNN
+        return PeerYouTubeDNN
+    if name == 'bpr':
+        from .bpr import PeerBPR
+        return PeerBPR
+    from .model import PeerCollab
+    return PeerCollab
+
+
+def split_events(path, max_len, min_distinct=None, model='sasrec'):
+    """(training events, test events) of the release's split of a user-sequence file for ``model``."""
     from .split import default_min_distinct, leave_one_out, read_user_sequences, sequence_events
-    min_distinct = default_min_distinct(path) if min_distinct is None else min_distinct
-    train, _valid, test = leave_one_out(read_user_sequences(path), max_len, min_distinct)
+    min_distinct = default_min_distinct(path, model) if min_distinct is None else min_distinct
+    train, _valid, test = leave_one_out(read_user_sequences(path), max_len, min_distinct, dedupe=model == 'bpr')
     return sequence_events(train), sequence_events(test)
 
 
@@ -98,12 +115,12 @@ def summary_of(model):
             for k, v in sorted(peer_history(model.training_history).items())}
 
 
-def train(params, train_events, test_events, folder, verbose=True, max_batches_per_epoch=0):
-    """Fit a PeerCollab on the split with every peer evaluated per epoch; checkpoints in ``folder``.
-    Returns the model and its summary (:func:`summary_of`), also written to ``folder/summary.json``."""
+def train(params, train_events, test_events, folder, verbose=True, max_batches_per_epoch=0, model='sasrec'):
+    """Fit peers of ``model`` on the split with every peer evaluated per epoch; checkpoints in
+    ``folder``. Returns the model and its summary (:func:`summary_of`), also written to
+    ``folder/summary.json``."""
     from recsys_core.trainer import TrainingOptions
-    from .model import PeerCollab
-    model = PeerCollab(**dict(params, vocabulary='all'))
+    model = model_class(model)(**dict(params, vocabulary='all'))
     os.makedirs(folder, exist_ok=True)
     options = TrainingOptions(evaluator=PeerEvaluator(test_events, verbose), restore_best=False, checkpoint=folder,
                               metric='mrr', cut_off=5, protocol='last', max_batches_per_epoch=max_batches_per_epoch)
@@ -118,7 +135,8 @@ def build_parser():
     p = argparse.ArgumentParser(description='The released PeerCollab protocol: split, peers, per-epoch tests.')
     p.add_argument('data', metavar='DATA', help='user-sequence file (one user per line, items comma-separated)')
     p.add_argument('--out', required=True, metavar='DIR', help='folder of checkpoints, logs and summary.json')
-    p.add_argument('-ps', '--parameter_string', metavar='PARAMS', help='peercollab parameters, e.g. cooperation=pw')
+    p.add_argument('--model', choices=MODELS, default='sasrec', help='the peers\' model (Default: sasrec)')
+    p.add_argument('-ps', '--parameter_string', metavar='PARAMS', help='the peers\' parameters, e.g. cooperation=pw')
     p.add_argument('--min_distinct', type=int, default=None, help="(Default: 4 if the path contains 'retail', else 0)")
     p.add_argument('--processes', action='store_true', help='one process per peer, exchanging through DIR/exchange')
     p.add_argument('--peer', type=int, default=0, help=argparse.SUPPRESS)   # set by --processes
@@ -130,12 +148,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from recsys_core import backend
     from recsys_core.params import parse_param_string
-    from .model import PeerCollab
     params = dict(parse_param_string(args.parameter_string)) if args.parameter_string else {}
     if {'exchange', 'peer', 'run_id'} & set(params):
         raise UserError('exchange, peer and run_id are set by --processes; leave them out of -ps')
-    model = PeerCollab(**params)  # parameters checked before anything is read or written
-    if not model.max_len:
+    model = model_class(args.model)(**params)  # parameters checked before anything is read or written
+    max_len = getattr(model, 'max_len', BPR_TEST_LENGTH)
+    if not max_len:
         raise UserError("The release's split needs max_len > 0 (the rows' length T), not 0")
     if not os.path.isfile(args.data):
         raise UserError('Data file not found: {}'.format(args.data))
@@ -144,12 +162,12 @@ def main(argv=None):
     if args.processes:
         return launch(args, model)
     backend.configure(None, verbose=True)
-    train_events, test_events = split_events(args.data, model.max_len, args.min_distinct)
+    train_events, test_events = split_events(args.data, max_len, args.min_distinct, args.model)
     folder = args.out
     if args.peer:
         params = dict(params, exchange=os.path.join(args.out, 'exchange'), peer=args.peer, run_id=args.run_id)
         folder = os.path.join(args.out, 'peer{}'.format(args.peer))
-    model, _ = train(params, train_events, test_events, folder)
+    model, _ = train(params, train_events, test_events, folder, model=args.model)
     for k, epochs in sorted(peer_history(model.training_history).items()):
         print('peer {} {}'.format(k, best_line(epochs)))
     return 0
@@ -171,7 +189,8 @@ def launch(args, model):
     """Run every peer in its own process; if one fails, stop the others (their checkpoints stay)."""
     os.makedirs(args.out, exist_ok=True)
     run_id = _run_id(args.out, model.n_peers)
-    base = [sys.executable, '-m', 'peercollab.release', args.data, '--out', args.out, '--run_id', run_id]
+    base = [sys.executable, '-m', 'peercollab.release', args.data, '--out', args.out, '--run_id', run_id,
+            '--model', args.model]
     if args.parameter_string:
         base += ['-ps', args.parameter_string]
     if args.min_distinct is not None:

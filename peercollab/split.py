@@ -1,6 +1,6 @@
-"""The release's leave-one-out split of a user-sequence file (reference section 1.2).
+"""The release's leave-one-out split of a user-sequence file (reference sections 1.2 and 5).
 
-    python -m peercollab.split DATA.csv OUTDIR [--max_len 100] [--min_distinct N]
+    python -m peercollab.split DATA.csv OUTDIR [--max_len 100] [--min_distinct N] [--model bpr]
 
 DATA.csv has one user per line, the user's items comma-separated in time order. Users with fewer
 than 5 items are dropped (and, as released for a path containing 'retail', users with 3 or fewer
@@ -11,9 +11,14 @@ so the validation and test items are never trained on. Written atomically as STE
 STEM_valid.txt and STEM_test.txt (sequence-per-line files run.py reads); run.py with
 --protocol last -m 5 20 then measures the release's HR/MRR/NDCG@5,20 on the test file. The model
 cuts training sequences longer than max_len into the release's windows itself.
+
+``--model bpr`` is the BPR loader's split: users with 5 or more items of which more than 3 are
+distinct, each sequence reduced to each item's last occurrence, then the same three parts (the
+test row's last item is the target; BPR ranks for the line's user).
 """
 import argparse
 import os
+from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -46,18 +51,30 @@ def read_user_sequences(path):
     return sequences
 
 
-def default_min_distinct(path):
-    """The release requires more than 3 distinct items only when the path contains 'retail'."""
-    return 4 if 'retail' in path else 0
+def default_min_distinct(path, model='sasrec'):
+    """The release requires more than 3 distinct items for BPR, and for SASRec and YouTubeDNN only
+    when the path contains 'retail'."""
+    return BPR_MIN_DISTINCT if model == 'bpr' or 'retail' in path else 0
 
 
-def leave_one_out(sequences, max_len, min_distinct=0):
-    """(training sequences, validation rows, test rows) as the release's split_data builds them."""
+BPR_MIN_DISTINCT = 4
+
+
+def last_occurrences(sequence):
+    """The sequence with each item only at its last occurrence (BPR's loader)."""
+    return list(reversed(OrderedDict.fromkeys(reversed(sequence))))
+
+
+def leave_one_out(sequences, max_len, min_distinct=0, dedupe=False):
+    """(training sequences, validation rows, test rows) as the release's split_data builds them
+    (``dedupe``: BPR's, on each user's last occurrences after the length filter)."""
     if max_len < 2:
         raise UserError('max_len must be at least 2, not {}'.format(max_len))
     train, valid, test = [], [], []
     for s in sequences:
         if len(s) >= MIN_LENGTH and len(set(s)) >= min_distinct:
+            if dedupe:
+                s = last_occurrences(s)
             test.append(s[max(len(s) - max_len, 0):])
             valid.append(s[max(len(s) - 1 - max_len, 0):-1])
             train.append(s[:-2])
@@ -81,12 +98,16 @@ def main(argv=None):
     p.add_argument('out_dir', metavar='OUTDIR')
     p.add_argument('--max_len', type=int, default=100, help='T: rows of the last T items (Default: 100)')
     p.add_argument('--min_distinct', type=int, default=None,
-                   help="users need this many distinct items (Default: 4 when the path contains 'retail', else 0)")
+                   help="users need this many distinct items (Default: 4 for bpr or when the path contains 'retail', "
+                        "else 0)")
+    p.add_argument('--model', choices=('sasrec', 'youtubednn', 'bpr'), default='sasrec',
+                   help="whose loader: sasrec and youtubednn share one; bpr's keeps each item's last occurrence "
+                        "(Default: sasrec)")
     args = p.parse_args(argv)
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
         raise UserError('Output folder is a file: {}'.format(args.out_dir))
-    min_distinct = default_min_distinct(args.path) if args.min_distinct is None else args.min_distinct
-    parts = leave_one_out(read_user_sequences(args.path), args.max_len, min_distinct)
+    min_distinct = default_min_distinct(args.path, args.model) if args.min_distinct is None else args.min_distinct
+    parts = leave_one_out(read_user_sequences(args.path), args.max_len, min_distinct, dedupe=args.model == 'bpr')
     try:
         os.makedirs(args.out_dir, exist_ok=True)
     except OSError as e:

@@ -134,6 +134,7 @@ class TrainingOptions:
     warm_start: Optional[WarmStart] = None
     eval_mode: str = 'standard'
     evaluator: Optional[Callable] = None  # a task's own protocol instead of evaluate(valid): see Trainer._evaluate
+    report_cut_offs: tuple = ()        # also measure every metric at these cut-offs (kept in the history's 'metrics')
     keys: dict = field(default_factory=lambda: dict(session_key='SessionId', item_key='ItemId', time_key='Time'))
 
     def validates(self):
@@ -301,9 +302,13 @@ class Trainer:
                 value = metrics[name]
             value = float(value)
         else:
-            result = evaluate(self.model, opt.valid, protocol=opt.protocol, cut_off=[opt.cut_off], mode=opt.eval_mode,
+            cut_offs = sorted(set([opt.cut_off]) | set(opt.report_cut_offs))
+            result = evaluate(self.model, opt.valid, protocol=opt.protocol, cut_off=cut_offs, mode=opt.eval_mode,
                               verbose=False, **opt.keys)
             value = result.value(opt.metric, opt.cut_off)
+            if opt.report_cut_offs:
+                metrics = {'{}@{}'.format(name, c): float(result.value(name, c))
+                           for name in result.metrics for c in cut_offs}
         improved = value > self.best
         if improved:
             self.best, self.best_step, self.bad = value, step, 0
