@@ -12,6 +12,8 @@ from cprec import CpRec
 from gru4rec import GRU4Rec
 from nextitnet import NextItNet
 from peercollab import PeerCollab
+from peercollab.bpr import PeerBPR
+from peercollab.youtubednn import PeerYouTubeDNN
 from recsys_core.errors import UserError
 from recsys_core.evaluation import EvalResult, evaluate
 from recsys_core.model import NeuralRecommender, Recommender
@@ -32,10 +34,13 @@ TRAINED = {  # the models trained by steps through recsys_core.trainer
     'stackrec.sasrec': (SASRec, dict(hidden=8, num_blocks=1, **SEQUENCE)),
     'stackrec.ssept': (SSEPT, dict(hidden=8, num_blocks=1, **SEQUENCE)),
     'peercollab': (PeerCollab, dict(hidden=8, num_blocks=1, **SEQUENCE)),
+    'peercollab.youtubednn': (PeerYouTubeDNN, dict(hidden=8, **SEQUENCE)),
+    'peercollab.bpr': (PeerBPR, dict(hidden=8, batch_size=256, n_epochs=1)),
     'bpr': (BPR, dict(n_factors=8, n_iterations=2)),
 }
 MODELS = dict(TRAINED, **{'pop': (Pop, {}), 'session_pop': (SessionPop, {}), 'item_knn': (ItemKNN, {}),
                           'random': (RandomPred, {})})
+USER_MODELS = {'peercollab.bpr'}  # rank a user's items (its session id), not the items after a history
 
 
 @pytest.fixture(scope='module')
@@ -73,6 +78,10 @@ def test_every_model_has_the_one_fit_signature(fitted, tiny_data):
 def test_recommend_ids_exclusion_and_unknown_items(fitted, tiny_data, name):
     model = fitted[name]
     known = list(tiny_data[0].ItemId.unique()[:3])
+    if name in USER_MODELS:
+        with pytest.raises(UserError, match='recommends to its users'):
+            model.recommend(known, k=7)
+        return
     ids, scores = model.recommend(known, k=7)
     assert len(ids) == 7 and np.all(np.diff(scores) <= 0)
     assert set(ids) <= set(model.itemidmap.index)  # real items only (never a padding class)
@@ -90,6 +99,14 @@ def test_saved_models_load_with_the_same_recommendations(fitted, tiny_data, name
     path = str(tmp_path / 'model.pkl')
     model.savemodel(path)
     loaded = type(model).loadmodel(path)
+    if name in USER_MODELS:  # the same ranks of an item each user has not seen, below its unseen items' count
+        peer = model.peer_model()
+        users = list(range(10))
+        seen = [set(peer.user_items[peer.user_offsets[u]:peer.user_offsets[u + 1]]) for u in users]
+        targets = np.array([min(set(range(model.n_items)) - s) for s in seen])
+        a, b = (m.rank_last_items([[u] for u in users], targets, 'standard', 20) for m in (model, loaded))
+        assert np.array_equal(a, b) and all(1 <= r <= model.n_items - len(s) for r, s in zip(a, seen))
+        return
     history = list(tiny_data[0].ItemId.unique()[:4])
     a, b = model.recommend(history, k=5), loaded.recommend(history, k=5)
     assert list(a[0]) == list(b[0])
@@ -112,7 +129,7 @@ def test_training_checkpoints_and_resumes_through_the_shared_trainer(fitted, tin
     for k, v in resumed.weight_values().items():
         np.testing.assert_allclose(v, whole[k], rtol=1e-6, atol=1e-7, err_msg=k)
     assert 0 <= evaluate(resumed, test, protocol='last', cut_off=[5], verbose=False).value('mrr', 5) <= 1
-    if name == 'stackrec.ssept':
+    if name in ('stackrec.ssept', 'peercollab.bpr'):
         with pytest.raises(UserError, match='protocol last'):
             evaluate(resumed, test, protocol='next', cut_off=[5], verbose=False)
     else:

@@ -288,9 +288,10 @@ def test_the_padding_row_is_frozen_as_released(lockstep):
 
 @pytest.mark.slow
 def test_lockstep_single_peer_equals_the_deployed_peer_of_independent_peers(tiny_data, lockstep):
-    """n_peers=1 with peer 2's seed and base rate is peer 2 of cooperation=none: the same schedule and budget."""
+    """n_peers=1 under the peers' schedule with peer 2's seed is peer 2 of cooperation=none: the same
+    schedule and budget."""
     train, _ = tiny_data
-    single = PeerCollab(n_peers=1, seed=11, **TINY).fit(train, verbose=False)
+    single = PeerCollab(n_peers=1, seed=11, single_schedule='peers', **TINY).fit(train, verbose=False)
     a, b = single.weight_values(), lockstep['none'].weight_values()
     for name, value in a.items():
         assert np.allclose(value, b['p2.' + name[3:]], atol=1e-6), name
@@ -457,12 +458,12 @@ def test_release_command_reports_every_peer_and_the_best_per_metric(tmp_path):
 
 @pytest.mark.slow
 def test_single_model_and_cooperating_peers_get_the_same_budget(tmp_path, tiny_data):
-    """The single model and the cooperating peers train under the same epochs, batches and schedule
+    """The release's single model and the cooperating peers train for the same epochs and batches
     (which of them wins is measured by benchmarks/peercollab_compare.py)."""
     from peercollab.release import train
     train_events, test_events = tiny_data
     base = dict(hidden=8, num_blocks=1, max_len=8, batch_size=64, n_epochs=2)
-    runs = {'single': dict(n_peers=1, seed=11), 'lw': dict(cooperation='lw'), 'pw': dict(cooperation='pw')}
+    runs = {'single': dict(n_peers=1), 'lw': dict(cooperation='lw'), 'pw': dict(cooperation='pw')}
     results = {}
     for name, params in runs.items():
         model, summary = train(dict(base, **params), train_events, test_events, str(tmp_path / name), verbose=False)
