@@ -6,7 +6,9 @@ per training step.
 
 Each data set is split as released (peercollab.split: leave-one-out, users with 5+ items) and every
 run trains the same epochs with the same batches, cosine schedule and Adam (peercollab.release.train):
-- single: one SASRec with peer 2's seed and the base learning rate (n_peers=1);
+- single: one SASRec under the peers' schedule with peer 2's seed and the base learning rate
+  (n_peers=1, single_schedule=peers: the same-schedule control; the release's own baseline, a
+  constant rate, is measured by benchmarks/peercollab_seeds.py);
 - none: two peers that never merge (difflr rates 0.5 lr and lr, seeds 10 and 11);
 - lw: the same two peers with layer-wise cooperation (alllayer_entropy, a 30);
 - pw: the same two peers with parameter-wise cooperation (percent 50).
@@ -37,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 LASTFM = os.path.join(ROOT, '..', 'shared', 'data', 'lastfm_sessions', 'user-filter-20000items-session5.csv')
-RUNS = [('single', dict(n_peers=1, seed=11)), ('none', dict(cooperation='none')),
+RUNS = [('single', dict(n_peers=1, seed=11, single_schedule='peers')), ('none', dict(cooperation='none')),
         ('lw', dict(cooperation='lw', cooperation_type='alllayer_entropy', a=30)),
         ('pw', dict(cooperation='pw', percent=50))]
 SHOWN = ('mrr@5', 'hr@5', 'ndcg@5', 'mrr@20', 'hr@20', 'ndcg@20')
