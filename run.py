@@ -27,6 +27,8 @@ def build_parser():
     p.add_argument('-ss', '--sample_store_size', metavar='SS', type=int, default=10000000, help='Size of the negative sample buffer (number of item ids). (Default: 10000000)')
     p.add_argument('--sample_store_on_cpu', action='store_true', help='Keep the sample store in host memory (the only option on the CPU; matters for -d cuda).')
     add_shared_arguments(p, 'model', 'device', *KEYS, 'primary_metric', 'protocol')
+    p.add_argument('--negatives', metavar='N', type=int, default=0, help='With --protocol last: rank each target against N items sampled uniformly from those its test sequence never has (SASRec\'s protocol: 100) instead of every item. (Default: 0 = every item)')
+    p.add_argument('--negatives_seed', metavar='S', type=int, default=42, help='Seed of the sampled negatives. (Default: 42)')
     p.add_argument('-lpm', '--log_primary_metric', action='store_true', help='Print the primary metric at the first cut-off as `PRIMARY METRIC: value` after each evaluation.')
     t = p.add_argument_group('training (every gradient-trained model; recsys_core.trainer)')
     t.add_argument('-v', '--valid', metavar='VALID_PATH', type=str, help='Validation data, evaluated during training (with --protocol and -e); with it, training ends with the weights of the best evaluation. (Default: no validation)')
@@ -95,6 +97,8 @@ def main(argv=None):
         raise UserError('Exactly one of the following parameters must be provided: --parameter_string, --parameter_file, --load_model')
     check_cutoffs(args.measure, '-m/--measure')
     check_metric(args)
+    if args.negatives and args.protocol != 'last' or args.negatives < 0:
+        raise UserError('--negatives N (N > 0) samples the candidates of the last-item protocol: use it with --protocol last')
     backend.configure(args.device, verbose=True)
     import pandas as pd
     from recsys_core.data import load_events
@@ -150,7 +154,7 @@ def main(argv=None):
             print('Starting evaluation (cut-off={}, using {} mode for tiebreaking)'.format(args.measure, args.eval_type))
             t0 = time.time()
             res = evaluate(model, test_data, protocol=args.protocol, cut_off=args.measure, mode=args.eval_type,
-                           batch_size=512, **keys)
+                           batch_size=512, negatives=args.negatives, negatives_seed=args.negatives_seed, **keys)
             print('Evaluation took {:.2f}s'.format(time.time() - t0))
             for line in res.lines():
                 print(line)

@@ -2,7 +2,7 @@
 and its noise control, for each of the release's models, over several seeds.
 
     python benchmarks/peercollab_seeds.py [--models sasrec youtubednn bpr] [--datasets synthetic lastfm]
-        [--seeds 10 20 30] [--out DIR]
+        [--seeds 10 20 30] [--epochs sasrec=30 youtubednn=60 bpr=60] [--out DIR]
 
 Per model and data set, every configuration trains the same epochs on the same split (the model's
 loader, peercollab.release.split_events) and is reported as released: the deployed peer's best of
@@ -19,7 +19,7 @@ instead of retrained, so the command resumes.
 
 Budgets (small, to fit a 2-core CPU): d 32; SASRec 2 blocks, YouTubeDNN 1 layer, both lr 1e-3
 (the release scripts' default; the paper's DNN rate 1e-4 barely moves in 10 epochs here) and 10
-epochs; BPR batch 256, lr 5e-3, 30 epochs.
+epochs; BPR batch 256, lr 5e-3, 30 epochs (``--epochs MODEL=N`` changes a model's).
 """
 import argparse
 import json
@@ -81,8 +81,12 @@ def main():
     ap.add_argument('--seeds', nargs='+', type=int, default=[10, 20, 30])
     ap.add_argument('--users', type=int, default=1500)
     ap.add_argument('--items', type=int, default=500)
+    ap.add_argument('--epochs', nargs='*', default=[], metavar='MODEL=N', help='epochs of a model, e.g. sasrec=30')
     ap.add_argument('--out', default=None)
     args = ap.parse_args()
+    for spec in args.epochs:
+        name, _, n = spec.partition('=')
+        MODELS[name]['n_epochs'] = int(n)
     from recsys_core import backend
     backend.configure('cpu', verbose=False)
     print('machine: {} ({} cores), Python {}'.format(platform.processor() or platform.machine(), os.cpu_count(),

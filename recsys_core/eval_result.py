@@ -15,14 +15,17 @@ class EvalResult:
     """Metrics of one evaluation: ``metrics[name][i]`` at ``cut_offs[i]``.
 
     Names: 'recall' and 'mrr' (protocol next); 'hr', 'mrr' and 'ndcg' (protocol last, where 'recall'
-    is accepted for 'hr'). ``cases``: how many ranked targets the averages are over.
+    is accepted for 'hr'). ``cases``: how many ranked targets the averages are over. ``negatives``:
+    under protocol last, the sampled items each target was ranked against (0: every item).
     ``pruned_cut_offs``: cut-offs whose numbers come from a pruned top-k list (CpRec's fast
     inference) rather than the exact ranking; :meth:`lines` marks them. ``notes``: the model's lines
     on how the numbers were computed (printed after the metric lines).
     """
 
-    def __init__(self, protocol, cut_offs, metrics, cases, unknown_targets=0, pruned_cut_offs=(), notes=()):
+    def __init__(self, protocol, cut_offs, metrics, cases, unknown_targets=0, pruned_cut_offs=(), notes=(),
+                 negatives=0):
         self.protocol, self.cut_offs, self.notes = protocol, list(cut_offs), list(notes)
+        self.negatives = negatives  # protocol last: each target ranked against this many sampled items (0: all)
         self.metrics = OrderedDict((k, list(v)) for k, v in metrics.items())
         self.cases, self.unknown_targets = cases, unknown_targets
         self.pruned_cut_offs = sorted(set(pruned_cut_offs))
@@ -36,6 +39,12 @@ class EvalResult:
             raise UserError('Metric {} is not measured under protocol {} (measured: {})'.format(
                 metric, self.protocol, ', '.join(self.metrics)))
         return metric
+
+    def protocol_name(self):
+        """The protocol in words, as tables print it."""
+        if self.protocol == 'next':
+            return 'next event, all items'
+        return 'last item, {}'.format('{} sampled negatives'.format(self.negatives) if self.negatives else 'all items')
 
     def value(self, metric, cut_off):
         """The value of ``metric`` at ``cut_off``."""

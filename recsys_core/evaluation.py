@@ -26,19 +26,26 @@ from .eval_result import PROTOCOLS, TIE_MODES, EvalResult  # noqa: F401  (EvalRe
 from .last_item_eval import evaluate_last_items_result
 
 def evaluate(model, test_data, protocol='next', cut_off=(20,), mode='standard', batch_size=512, items=None,
-             session_key='SessionId', item_key='ItemId', time_key='Time', verbose=True):
+             session_key='SessionId', item_key='ItemId', time_key='Time', verbose=True, negatives=0, negatives_seed=42):
     """Evaluate ``model`` on test events under ``protocol`` ('next' or 'last'); returns an EvalResult.
 
     items: rank against this subset of item ids only (protocol next, as the original's evaluate_gpu).
+    negatives: protocol last only: rank each target against this many items sampled uniformly from
+    those its test sequence never has (SASRec's protocol: 100), drawn with ``negatives_seed``.
     """
     if protocol not in PROTOCOLS:
         raise UserError('Unknown protocol {!r}; use one of: {}'.format(protocol, ', '.join(PROTOCOLS)))
     cut_off = check_cut_offs(cut_off, mode)
     keys = dict(session_key=session_key, item_key=item_key, time_key=time_key)
+    if negatives and protocol != 'last':
+        raise UserError('Sampled negatives are a variant of the last-item protocol: use protocol last')
+    if negatives < 0:
+        raise UserError('The number of sampled negatives must be positive (0: rank against every item)')
     if protocol == 'last':
         if items is not None:
             raise UserError('Ranking against an item subset is only offered under protocol next')
-        return evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, verbose=verbose, **keys)
+        return evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, verbose=verbose,
+                                          negatives=int(negatives), negatives_seed=negatives_seed, **keys)
     recall, mrr, n = _next_event_sums(model, test_data, items, cut_off, batch_size, mode, verbose=verbose, **keys)
     return EvalResult('next', cut_off, OrderedDict([('recall', recall), ('mrr', mrr)]), n)
 

@@ -14,6 +14,13 @@ any other model is driven through its ``session_ranker``, keeping only each sess
 A model whose histories carry more than items (SSE-PT: the user first) provides
 ``last_item_cases(test_data, session_key, item_key, time_key)`` -> (histories, targets) in the form
 its ``rank_last_items`` takes (a history of length 0 counts as a miss).
+
+With ``negatives=N`` (SASRec's protocol, N = 100) the target is ranked against N items drawn
+uniformly, with replacement, from the items the test sequence never has (its history and its
+target), by one generator seeded with ``negatives_seed`` over the cases in order, instead of
+against every item. The model scores histories through ``_history_scores``. SASRec's own code
+excludes only the training items of the user (its validation item may be drawn); here every item
+of the test sequence is excluded, which is the protocol as its paper states it.
 """
 import numpy as np
 
@@ -26,10 +33,13 @@ from .eval_result import EvalResult
 
 
 def evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, session_key, item_key, time_key,
-                               verbose):
+                               verbose, negatives=0, negatives_seed=42):
     """The pass behind :func:`recsys_core.evaluation.evaluate` for protocol 'last'."""
     cuts = np.asarray(cut_off)
     model.check_trained()
+    if negatives and hasattr(model, 'last_item_cases'):
+        raise UserError('{} ranks with more than the items of a history; sampled negatives need a model that scores '
+                        'item histories'.format(type(model).__name__))
     if hasattr(model, 'last_item_cases'):
         histories, targets = model.last_item_cases(test_data, session_key, item_key, time_key)
     else:
@@ -39,22 +49,62 @@ def evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, sess
     pruned = ()
     if known.any():
         cases = [h for h, k in zip(histories, known) if k]
-        if hasattr(model, 'rank_last_items'):
+        if negatives:
+            candidates = sample_negatives(model, cases, targets[known], negatives, negatives_seed)
+            ranks[:, known] = sampled_ranks(model, cases, targets[known], candidates, mode)
+        elif hasattr(model, 'rank_last_items'):
             ranks[:, known] = model.rank_last_items(cases, targets[known], mode, int(cuts.max()),
                                                     cut_offs=list(cut_off))
             pruned = getattr(model, 'pruned_cut_offs', lambda cuts: ())(list(cut_off))
         else:
             ranks[:, known] = _ranks_through_session_ranker(model, cases, targets[known], mode, batch_size)
+    against = ' against {} sampled negatives each (seed {})'.format(negatives, negatives_seed) if negatives else ''
     if verbose:
-        print('Measuring HR, MRR and NDCG @{} on the last item of {} test sequences ({} with an unknown '
-              'target or no known history: counted as misses)'.format(','.join(map(str, cuts)), len(targets),
+        print('Measuring HR, MRR and NDCG @{} on the last item of {} test sequences{} ({} with an unknown '
+              'target or no known history: counted as misses)'.format(','.join(map(str, cuts)), len(targets), against,
                                                                      int((~known).sum())))
     hit = ranks <= cuts[:, None]
     with np.errstate(divide='ignore'):
         metrics = {'hr': hit.mean(axis=1), 'mrr': (hit / ranks).mean(axis=1),
                    'ndcg': (hit / np.log2(ranks + 1)).mean(axis=1)}
-    return EvalResult('last', list(cut_off), metrics, len(targets), int((~known).sum()), pruned,
-                      model.evaluation_notes() if hasattr(model, 'evaluation_notes') else [])
+    notes = model.evaluation_notes() if hasattr(model, 'evaluation_notes') else []
+    if negatives:
+        notes = ['(last-item protocol: each target ranked{}, not against every item)'.format(against)] + notes
+    return EvalResult('last', list(cut_off), metrics, len(targets), int((~known).sum()), pruned, notes,
+                      negatives=negatives)
+
+
+def sample_negatives(model, histories, targets, n, seed):
+    """(cases, n) model indices: per case n items drawn uniformly with replacement from the model's
+    items that are neither in the history nor the target, one generator over the cases in order."""
+    items = np.asarray(model.itemidmap.values, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(targets), n), dtype=np.int64)
+    for c, (h, t) in enumerate(zip(histories, targets)):
+        seen = np.union1d(np.asarray(h, dtype=np.int64), [t])
+        if len(np.setdiff1d(items, seen)) == 0:
+            raise UserError('A test sequence has every item: no negative item to sample')
+        draw = items[rng.integers(0, len(items), n)]
+        bad = np.isin(draw, seen)
+        while bad.any():
+            draw[bad] = items[rng.integers(0, len(items), int(bad.sum()))]
+            bad = np.isin(draw, seen)
+        out[c] = draw
+    return out
+
+
+def sampled_ranks(model, histories, targets, candidates, mode, batch=256):
+    """Rank of each target among itself and its sampled candidates (the model's scores; tie modes
+    as everywhere)."""
+    ranks = []
+    for s in range(0, len(targets), batch):
+        scores = np.asarray(model._history_scores(histories[s:s + batch]), dtype=np.float64)
+        rows = np.arange(len(scores))[:, None]
+        target = scores[rows[:, 0], targets[s:s + batch]][:, None]
+        against = scores[rows, candidates[s:s + batch]]
+        greater, equal = (against > target).sum(axis=1), (against == target).sum(axis=1) + 1
+        ranks.append(ranks_from_counts(greater.astype(np.float64), equal.astype(np.float64), mode))
+    return np.concatenate(ranks)
 
 
 def last_item_cases(model, test_data, session_key, item_key, time_key):
