@@ -11,7 +11,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-FRONT_ENDS = ['run', 'paropt', 'recommend', 'gru4rec.preprocess', 'gru4rec.reproduce', 'nextitnet.split',
+FRONT_ENDS = ['run', 'paropt', 'recommend', 'compare', 'gru4rec.preprocess', 'gru4rec.reproduce', 'nextitnet.split',
               'stackrec.pipeline', 'peercollab.split', 'peercollab.release', 'recsys_core.synthetic']
 
 
