@@ -11,6 +11,14 @@ CONFIG (JSON; docs/compare.md has the fields and examples in ``comparisons/``):
      "models": [{"name": "GRU4Rec", "model": "gru4rec", "paramfile": "paramfiles/x.py",
                  "params": "n_epochs=5", "seeded": true, "max_steps": 0}, ...]}
 
+Instead of "train"/"valid"/"test", ``"split": {"kind": "leave-one-out", "events": "EVENTS.tsv",
+"min_item_count": 5}`` makes the split (recsys_core.splits) into OUT/split once and uses its files
+(train and test; "valid": true adds its validation file). A model's
+``"paropt": {"space": "SPACE.json", "fixed": "k=v,...", "trials": 20, "fraction": 0.1}`` tunes
+it first: paropt.py on a last-sessions split of the training file (the last ``fraction`` of its
+sessions to validate on; OUT/paropt, resumable), then trains with the best parameters found
+(over "params" and "paramfile").
+
 Paths are relative to the config file. Each model trains once per seed (its ``seed`` parameter;
 a model without one trains once), with its checkpoints in OUT/runs/NAME/seed-S/ (with a "valid"
 file, evaluated on it after every epoch under the protocol's full ranking, ending with the best
@@ -33,9 +41,12 @@ from .atomic import atomic_write, write_text_atomic
 from .errors import UserError
 from .eval_result import METRIC_NAMES, PROTOCOLS
 
-MODEL_FIELDS = {'name', 'model', 'params', 'paramfile', 'seeded', 'max_steps'}
-CONFIG_FIELDS = {'title', 'train', 'test', 'valid', 'protocol', 'negatives', 'negatives_seed', 'cut_offs', 'seeds',
-                 'out', 'primary', 'published', 'models', 'keys', 'notes'}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+MODEL_FIELDS = {'name', 'model', 'params', 'paramfile', 'seeded', 'max_steps', 'paropt'}
+CONFIG_FIELDS = {'title', 'train', 'test', 'valid', 'split', 'protocol', 'negatives', 'negatives_seed', 'cut_offs',
+                 'seeds', 'out', 'primary', 'published', 'models', 'keys', 'notes'}
+PAROPT_FIELDS = {'space', 'fixed', 'trials', 'fraction', 'primary_metric', 'measure'}
 
 
 class ModelSpec:
@@ -63,6 +74,17 @@ class ModelSpec:
         names = {p.name for p in self.cls.PARAMS}
         self.seeded = bool(entry.get('seeded', 'seed' in names)) and 'seed' in names
         self.max_steps = int(entry.get('max_steps', 0))
+        self.paropt = entry.get('paropt')
+        if self.paropt is not None:
+            unknown = set(self.paropt) - PAROPT_FIELDS
+            if unknown or 'space' not in self.paropt:
+                raise UserError('The "paropt" of {} needs "space" and takes only {} (not {})'.format(
+                    self.name, ', '.join(sorted(PAROPT_FIELDS)), ', '.join(sorted(unknown)) or '-'))
+            self.paropt = dict(self.paropt, space=os.path.join(folder, self.paropt['space']))
+            if not os.path.isfile(self.paropt['space']):
+                raise UserError('Parameter space of {} not found: {}'.format(self.name, self.paropt['space']))
+            fixed = self.paropt.get('fixed') or ''
+            self.params.update(parse_param_string(fixed) if fixed else {})
         self.new_model(None)  # the parameters are checked before anything is trained or written
 
     def new_model(self, seed):
@@ -74,6 +96,40 @@ class ModelSpec:
 
     def slug(self):
         return re.sub(r'[^A-Za-z0-9_.-]+', '_', self.name).strip('_') or 'model'
+
+    def tune(self, comparison):
+        """Run (or resume) this model's paropt study; then train with its best parameters."""
+        import subprocess
+        import sys
+        from .params import load_param_file
+        from .splits import last_sessions
+        from .tuning.trial_process import join_params
+        opts = self.paropt
+        folder = os.path.join(comparison.out, 'paropt')
+        train_part, valid_part = (os.path.join(folder, 'split', n) for n in ('train.tsv', 'valid.tsv'))
+        if not os.path.isfile(valid_part):
+            from .atomic import write_tsv_atomic
+            from .data import load_events
+            train, valid = last_sessions(load_events(comparison.train, verbose=False, **comparison.keys),
+                                         float(opts.get('fraction', 0.1)))
+            os.makedirs(os.path.dirname(train_part), exist_ok=True)
+            write_tsv_atomic(train, train_part)
+            write_tsv_atomic(valid, valid_part)
+        study = 'compare-' + self.slug()
+        cmd = [sys.executable, os.path.join(ROOT, 'paropt.py'), train_part, valid_part, '-g', self.module,
+               '-opf', opts['space'], '-nt', str(int(opts.get('trials', 20))), '-m', str(int(opts.get('measure', 20))),
+               '-pm', opts.get('primary_metric', 'mrr'), '--protocol', comparison.protocol, '-o', folder,
+               '--study-name', study, '--seed', '1', '--no-final-eval']
+        fixed = {k: v for k, v in self.params.items()}
+        if fixed:
+            cmd += ['-fp', join_params(fixed)]
+        print('{}: tuning with paropt ({} trials; log {})'.format(self.name, opts.get('trials', 20),
+                                                                 os.path.join(folder, study + '.log')), flush=True)
+        with open(os.path.join(folder, study + '.log'), 'a') as log:
+            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                raise UserError('paropt failed for {} (see {})'.format(self.name, log.name))
+        self.params.update(load_param_file(os.path.join(folder, study, 'best_params.py')))
+        self.paropt = None
 
 
 class Comparison:
@@ -94,12 +150,17 @@ class Comparison:
             raise UserError('{} has unknown field(s): {}'.format(path, ', '.join(sorted(unknown))))
         folder = os.path.dirname(os.path.abspath(path))
         at = lambda p: None if p is None else os.path.join(folder, p)
-        for key in ('train', 'test', 'out', 'models', 'protocol'):
+        for key in (('out', 'models', 'protocol') if config.get('split') else ('train', 'test', 'out', 'models',
+                                                                               'protocol')):
             if not config.get(key):
                 raise UserError('{} needs "{}"'.format(path, key))
         self.title = config.get('title', os.path.splitext(os.path.basename(path))[0])
-        self.train, self.test, self.valid, self.out = at(config['train']), at(config['test']), at(config.get('valid')), \
-            at(config['out'])
+        self.out = at(config['out'])
+        self.split = config.get('split')
+        if self.split is None:
+            self.train, self.test, self.valid = at(config['train']), at(config['test']), at(config.get('valid'))
+        else:
+            self.train = self.test = self.valid = None
         for name, p in (('train', self.train), ('test', self.test), ('valid', self.valid)):
             if p is not None and not os.path.isfile(p):
                 raise UserError('The {} file of {} was not found: {}'.format(name, path, p))
@@ -127,6 +188,29 @@ class Comparison:
         if len(set(names)) != len(names):
             raise UserError('Model names must be unique (repeated: {})'.format(
                 ', '.join(sorted({n for n in names if names.count(n) > 1}))))
+        if self.split is not None:  # the last step: everything else is checked before a file is written
+            self._prepare_split(at(self.split.get('events')), config)
+
+    def _prepare_split(self, events, config):
+        """The split's files under OUT/split, made once (recsys_core.splits)."""
+        from .atomic import write_tsv_atomic
+        from .splits import leave_one_out
+        if self.split.get('kind') != 'leave-one-out' or not events:
+            raise UserError('"split" takes {"kind": "leave-one-out", "events": FILE, "min_item_count": N}')
+        if not os.path.isfile(events):
+            raise UserError('The events file of the split was not found: {}'.format(events))
+        folder = os.path.join(self.out, 'split')
+        files = {n: os.path.join(folder, n + '.tsv') for n in ('train', 'valid', 'test')}
+        if not all(os.path.isfile(f) for f in files.values()):
+            from .data import load_events
+            print('Splitting {} (leave-one-out) into {}'.format(events, folder), flush=True)
+            parts = leave_one_out(load_events(events, verbose=False)[['SessionId', 'ItemId', 'Time']],
+                                  int(self.split.get('min_item_count', 5)))
+            os.makedirs(folder, exist_ok=True)
+            for name, part in zip(('train', 'valid', 'test'), parts):
+                write_tsv_atomic(part, files[name])
+        self.train, self.test = files['train'], files['test']
+        self.valid = files['valid'] if config.get('valid') else None
 
     def protocol_name(self):
         if self.protocol == 'next':
@@ -153,6 +237,8 @@ def run_one(comparison, spec, seed, data, label):
     """Train (or resume) and evaluate one model with one seed; its result dict."""
     from .evaluation import evaluate
     from .trainer import TrainingOptions
+    if spec.paropt is not None:
+        spec.tune(comparison)
     folder = os.path.join(comparison.out, 'runs', spec.slug(), 'seed-{}'.format(seed) if spec.seeded else 'once')
     result_path = os.path.join(folder, 'result.json')
     wanted = comparison.run_spec(spec, seed)
@@ -322,6 +408,13 @@ def run(comparison, only=None):
 
 
 def _finished_runs(comparison, spec):
+    if spec.paropt is not None:  # the parameters its study found, when it has run
+        from .params import load_param_file
+        best = os.path.join(comparison.out, 'paropt', 'compare-' + spec.slug(), 'best_params.py')
+        if not os.path.isfile(best):
+            return []
+        spec.params.update(load_param_file(best))
+        spec.paropt = None
     out = []
     for seed in (comparison.seeds if spec.seeded else [None]):
         path = os.path.join(comparison.out, 'runs', spec.slug(), 'seed-{}'.format(seed) if spec.seeded else 'once',
