@@ -17,7 +17,7 @@ Instead of "train"/"valid"/"test", ``"split": {"kind": "leave-one-out", "events"
 ``"paropt": {"space": "SPACE.json", "fixed": "k=v,...", "trials": 20, "fraction": 0.1}`` tunes
 it first: paropt.py on a last-sessions split of the training file (the last ``fraction`` of its
 sessions to validate on; OUT/paropt, resumable), then trains with the best parameters found
-(over "params" and "paramfile").
+("params" and "paramfile" over them, e.g. more epochs than the trials had).
 
 Paths are relative to the config file. Each model trains once per seed (its ``seed`` parameter;
 a model without one trains once), with its checkpoints in OUT/runs/NAME/seed-S/ (with a "valid"
@@ -84,7 +84,9 @@ class ModelSpec:
             if not os.path.isfile(self.paropt['space']):
                 raise UserError('Parameter space of {} not found: {}'.format(self.name, self.paropt['space']))
             fixed = self.paropt.get('fixed') or ''
-            self.params.update(parse_param_string(fixed) if fixed else {})
+            self.paropt['fixed'] = parse_param_string(fixed) if fixed else {}
+            self.params = dict(self.paropt['fixed'], **params)  # what is checked now; tuned values come later
+        self.explicit = params  # over the tuned values: e.g. more epochs than the trials had
         self.new_model(None)  # the parameters are checked before anything is trained or written
 
     def new_model(self, seed):
@@ -120,15 +122,14 @@ class ModelSpec:
                '-opf', opts['space'], '-nt', str(int(opts.get('trials', 20))), '-m', str(int(opts.get('measure', 20))),
                '-pm', opts.get('primary_metric', 'mrr'), '--protocol', comparison.protocol, '-o', folder,
                '--study-name', study, '--seed', '1', '--no-final-eval']
-        fixed = {k: v for k, v in self.params.items()}
-        if fixed:
-            cmd += ['-fp', join_params(fixed)]
+        if opts['fixed']:
+            cmd += ['-fp', join_params(opts['fixed'])]
         print('{}: tuning with paropt ({} trials; log {})'.format(self.name, opts.get('trials', 20),
                                                                  os.path.join(folder, study + '.log')), flush=True)
         with open(os.path.join(folder, study + '.log'), 'a') as log:
             if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
                 raise UserError('paropt failed for {} (see {})'.format(self.name, log.name))
-        self.params.update(load_param_file(os.path.join(folder, study, 'best_params.py')))
+        self.params = dict(load_param_file(os.path.join(folder, study, 'best_params.py')), **self.explicit)
         self.paropt = None
 
 
@@ -413,7 +414,7 @@ def _finished_runs(comparison, spec):
         best = os.path.join(comparison.out, 'paropt', 'compare-' + spec.slug(), 'best_params.py')
         if not os.path.isfile(best):
             return []
-        spec.params.update(load_param_file(best))
+        spec.params = dict(load_param_file(best), **spec.explicit)
         spec.paropt = None
     out = []
     for seed in (comparison.seeds if spec.seeded else [None]):
