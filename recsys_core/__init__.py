@@ -4,15 +4,16 @@ The model surface: the base classes every model inherits (model: Recommender, Ne
 sequence_model: SequenceRecommender for left-padded item sequences), the one training loop
 (trainer: epochs and step caps, progress lines, NaN handling, validation every N steps, early
 stopping, checkpoints, resume, warm start) and the one evaluation entry point for both protocols
-(evaluation.evaluate -> eval_result.EvalResult; last_item_eval for the last-item protocol; eval_result also
-names the protocols, tie modes and metrics the front ends and the trainer check).
+(evaluation.evaluate -> eval_result.EvalResult; last_item_eval for the last-item protocol, also against
+sampled negatives; eval_result also names the protocols, tie modes and metrics the front ends and the
+trainer check). compare: several models on one split, one table and one plot (compare.py).
 Building blocks: the dilated residual block and the SASRec block, as objects holding weight names
 (blocks), log-softmax and cross-entropy (softmax), optimizers with row-sparse updates and TF's
 Adam (optim), negative sampling (sampling), random streams inside graphs (randomness), activation
 strings (activations).
 Data: loading and sorting (data), sequence files, padding, windows and the released split
 (sequences), session-parallel mini-batches (batching), synthetic session data (synthetic),
-dataset preprocessing steps (preprocessing).
+dataset preprocessing steps (preprocessing), leave-one-out and last-sessions splits (splits).
 Around them: parameter declaration, validators and echo (params), the front ends' shared flags
 (cli), backend and device selection (backend), the thread tuner (threads), model files
 (persistence), the one atomic file writer (atomic), hyperparameter search (tuning).
