@@ -11,6 +11,15 @@ every position (padding targets included), PyTorch's Adam, lr 1e-3, batch 256, d
 Differences: the padding class is never recommended (as for NextItNet); the release leaves dropout
 off for the rest of an epoch after its first evaluation (pitfall P16), here dropout is on for
 every training step (it is 0 by default, so the default runs are the same).
+
+``loss=bce`` trains with SASRec's own loss (Kang & McAuley's code) instead: at every position with
+a real target, -log sigmoid(s(target)) - log sigmoid(-s(negative)) with one negative per position
+drawn uniformly from the items that are not among the row's targets (Kang's: not in the user's
+training sequence; the row's targets are that sequence but its first item when it fits in
+max_len), averaged over those positions; s is the output layer's score. Kang's SASRec also
+differs in its block (pre-LN, embeddings scaled by sqrt(d), a final LayerNorm, the item
+embedding as the output layer): this option changes the loss only. Its output layer costs two columns per
+position instead of the whole vocabulary.
 """
 from collections import OrderedDict
 
@@ -19,7 +28,7 @@ import pytensor.tensor as pt
 
 from recsys_core.blocks import TORCH_LAYER_NORM_EPS, LayerNorm, Linear, SASRecBlock, Scale, apply_stack, torch_uniform
 from recsys_core.optim import DenseAdam
-from recsys_core.params import KEY_PARAMS, Param, non_negative, positive, probability
+from recsys_core.params import KEY_PARAMS, Param, non_negative, one_of, positive, probability
 from recsys_core.randomness import dropout
 from recsys_core.sequence_model import VOCABULARY, SequenceRecommender
 from recsys_core.softmax import linear_cross_entropy
@@ -41,6 +50,9 @@ class SASRec(SequenceRecommender):
         Param('n_epochs', 10, non_negative),
         Param('max_len', 0, non_negative, doc='sequence length T; 0 = the longest training sequence'),
         Param('seed', 10),
+        Param('loss', 'softmax', one_of(('softmax', 'bce')),
+              doc="softmax: the full-softmax cross-entropy over every position (StackRec's); bce: SASRec's, one "
+                  "sampled negative per real target"),
         VOCABULARY,
     ] + KEY_PARAMS
     ALIASES = {'vocab': 'vocabulary'}
@@ -101,10 +113,33 @@ class SASRec(SequenceRecommender):
         return apply_stack(self.shared, self._input(X, random_source), self._residual_blocks(), self._layouts,
                            p_drop=self.dropout, srng=random_source)
 
+    def _loss_inputs(self):
+        return [pt.imatrix('negatives')] if getattr(self, 'loss', 'softmax') == 'bce' else []
+
+    def _loss_feed(self, labels):
+        """loss=bce: per position a uniform item that is not among the row's targets (redrawn until so)."""
+        if getattr(self, 'loss', 'softmax') != 'bce':
+            return []
+        items = np.flatnonzero(np.arange(self.n_vocab) != self.pad_index)
+        negatives = items[self._rng.integers(0, len(items), labels.shape)]
+        while True:
+            bad = (negatives[:, :, None] == labels[:, None, :]).any(axis=2)
+            if not bad.any():
+                return [negatives.astype(np.int32)]
+            negatives[bad] = items[self._rng.integers(0, len(items), int(bad.sum()))]
+
     def _train_loss(self, h, labels, extra):
-        """Mean full-softmax cross-entropy over every position (padding targets included, as released)."""
+        """Mean full-softmax cross-entropy over every position (padding targets included, as released);
+        loss=bce: SASRec's binary cross-entropy of each real target against its sampled negative."""
         flat = h.reshape((-1, h.shape[2]))
-        return linear_cross_entropy(flat, self.shared['final_W'], self.shared['final_b'], labels.ravel())
+        if getattr(self, 'loss', 'softmax') != 'bce':
+            return linear_cross_entropy(flat, self.shared['final_W'], self.shared['final_b'], labels.ravel())
+        pos, neg = labels.ravel(), extra[0].ravel()
+        W, b = self.shared['final_W'], self.shared['final_b']
+        s_pos = (flat * W.T[pos]).sum(axis=1) + b[pos]
+        s_neg = (flat * W.T[neg]).sum(axis=1) + b[neg]
+        real = pt.cast(pt.neq(pos, self.pad_index), 'float32')
+        return ((pt.softplus(-s_pos) + pt.softplus(s_neg)) * real).sum() / pt.maximum(real.sum(), 1)
 
     def _log_scores(self, h_last):
         return pt.dot(h_last, self.shared['final_W']) + self.shared['final_b']

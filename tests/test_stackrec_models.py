@@ -215,3 +215,28 @@ def test_ts_reaches_64_blocks_each_stage_a_loop(tiny_data, tmp_path):
     deep._make_shared()
     assert [(layout.period, layout.repeats) for layout in deep._layouts] == [(2, 32)]
     assert json.loads((out / 'stage4' / 'summary.json').read_text())['steps'] == 2
+
+
+def test_sasrec_bce_loss_is_sasrecs_with_negatives_outside_the_row(tiny_data):
+    """loss=bce: the mean over real targets of -log sig(s_pos) - log sig(-s_neg), each negative a
+    uniform item that is none of the row's targets; the padding positions are left out."""
+    from recsys_core.model import FitRequest
+    model = SASRec(**dict(SASREC, loss='bce', n_epochs=1))
+    plan = model._training_plan(FitRequest(tiny_data[0], verbose=False))
+    rows = next(iter(plan.batches(0)))[0].rows
+    (X,), labels = model._batch_values(rows)
+    (negatives,) = model._loss_feed(labels)
+    assert not (negatives[:, :, None] == labels[:, None, :]).any() and (negatives != model.pad_index).all()
+    import pytensor.tensor as pt
+    from recsys_core.backend import compile_function
+    Xv, neg = pt.imatrix(), pt.imatrix()
+    loss = compile_function([Xv, neg], model._train_loss(model._hidden(Xv[:, :-1]), Xv[:, 1:], [neg]))
+    w = model.weight_values()
+    h = compile_function([Xv], model._hidden(Xv[:, :-1]))(X)
+    s = lambda items: np.einsum('bld,dbl->bl', h, w['final_W'][:, items]) + w['final_b'][items]
+    softplus = lambda x: np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
+    real = labels != model.pad_index
+    expected = ((softplus(-s(labels)) + softplus(s(negatives))) * real).sum() / real.sum()
+    assert float(loss(X, negatives)) == pytest.approx(expected, rel=1e-4)
+    fitted = SASRec(**dict(SASREC, loss='bce', n_epochs=3)).fit(tiny_data[0], verbose=False)
+    assert fitted.epoch_stats[-1]['loss'] < fitted.epoch_stats[0]['loss'] < 1.4  # 2 log 2 at the start
