@@ -96,6 +96,7 @@ def split_files(tiny_data, tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_an_interrupted_comparison_resumes_and_tabulates_every_run(split_files, monkeypatch, capsys):
     import compare
     from conftest import Interrupt, interrupt_after

@@ -262,6 +262,7 @@ def test_release_command_runs_bpr_peers_in_processes_as_in_lockstep(tmp_path):
     assert not os.path.exists(tmp_path / 'x')
 
 
+@pytest.mark.slow
 def test_run_py_reports_the_deployed_peer_and_the_best_per_metric_as_released(tiny_files, capsys):
     import run
     argv = [tiny_files['train'], '-g', 'peercollab.youtubednn', '-ps',
@@ -278,3 +279,26 @@ def test_run_py_reports_the_deployed_peer_and_the_best_per_metric_as_released(ti
     assert len(evaluated) == 2 and float(best['MRR@5']) == pytest.approx(max(evaluated), abs=1e-6)
     assert any(line.startswith('(peer 2 of 2, cooperation lw alllayer_entropy') and 'python -m peercollab.release'
                in line for line in lines)
+
+
+@pytest.mark.slow
+def test_run_py_trains_bpr_on_the_bpr_split_and_refuses_the_next_event_protocol(tmp_path, capsys):
+    import run
+    from peercollab import split
+    from recsys_core.synthetic import generate_sessions
+    events = generate_sessions(n_items=100, n_sessions=300, seed=2, mean_length=9)
+    data = tmp_path / 'users.csv'
+    data.write_text(''.join(','.join(g.ItemId.astype(str)) + '\n' for _, g in events.groupby('SessionId')))
+    assert split.main([str(data), str(tmp_path / 's'), '--model', 'bpr']) == 0
+    train, test = (str(tmp_path / 's' / 'users_{}.txt'.format(n)) for n in ('train', 'test'))
+    for line in open(train):
+        assert len(set(line.strip().split(','))) == len(line.strip().split(','))  # each item once per user
+    argv = [train, '-g', 'peercollab.bpr', '-ps', 'hidden=8,batch_size=128,n_epochs=2,n_peers=1,cooperation=noise,'
+            'vocabulary=all', '-t', test, '-m', '5', '20']
+    assert run.main(argv + ['--protocol', 'last']) == 0
+    out = capsys.readouterr().out
+    assert 'the noise control (percent 50, rate 0.02, period 50)' in out
+    hr = [float(line.split()[1]) for line in out.splitlines() if line.startswith('HR@20: ')]
+    assert len(hr) == 1 and hr[0] > 0.2  # 100 items: far above chance once the users' items are learnt
+    with pytest.raises(UserError, match='--protocol last'):
+        run.main(argv)
