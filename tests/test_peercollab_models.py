@@ -302,3 +302,17 @@ def test_run_py_trains_bpr_on_the_bpr_split_and_refuses_the_next_event_protocol(
     assert len(hr) == 1 and hr[0] > 0.2  # 100 items: far above chance once the users' items are learnt
     with pytest.raises(UserError, match='--protocol last'):
         run.main(argv)
+
+
+@pytest.mark.slow
+def test_an_interrupted_noise_control_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch):
+    """The noise is drawn at the first step of an epoch from a generator that is checkpointed: a run
+    stopped inside its second epoch (after one noise) ends where the uninterrupted run does."""
+    from conftest import fit_interrupted_then_resumed
+    params = dict(DNN, n_epochs=3, n_peers=1, cooperation='noise', noise_period=1)
+    whole = PeerYouTubeDNN(**params).fit(tiny_data[0], verbose=False)
+    inside_second_epoch = whole.epoch_stats[0]['minibatches'] + 5
+    resumed = fit_interrupted_then_resumed(monkeypatch, PeerYouTubeDNN, params, tiny_data[0], str(tmp_path / 'ck'),
+                                           inside_second_epoch, dict(verbose=False), checkpoint_every=3)
+    for name, value in whole.weight_values().items():
+        np.testing.assert_allclose(resumed.weight_values()[name], value, rtol=1e-6, atol=1e-7, err_msg=name)

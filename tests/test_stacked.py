@@ -65,7 +65,7 @@ LOOPED = {
 }
 
 
-@pytest.mark.parametrize('name', list(LOOPED))
+@pytest.mark.parametrize('name', [n if n == 'nextitnet' else pytest.param(n, marks=pytest.mark.slow) for n in LOOPED])
 def test_the_loop_trains_as_the_unrolled_stack(tiny_data, name):
     """Same losses and weights after training (float rounding aside): shared kernels, L2 over the
     stored tensors and dropout masks drawn in the unrolled order included."""
