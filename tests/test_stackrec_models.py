@@ -217,6 +217,7 @@ def test_ts_reaches_64_blocks_each_stage_a_loop(tiny_data, tmp_path):
     assert json.loads((out / 'stage4' / 'summary.json').read_text())['steps'] == 2
 
 
+@pytest.mark.slow
 def test_sasrec_bce_loss_is_sasrecs_with_negatives_outside_the_row(tiny_data):
     """loss=bce: the mean over real targets of -log sig(s_pos) - log sig(-s_neg), each negative a
     uniform item that is none of the row's targets; the padding positions are left out."""
@@ -238,5 +239,6 @@ def test_sasrec_bce_loss_is_sasrecs_with_negatives_outside_the_row(tiny_data):
     real = labels != model.pad_index
     expected = ((softplus(-s(labels)) + softplus(s(negatives))) * real).sum() / real.sum()
     assert float(loss(X, negatives)) == pytest.approx(expected, rel=1e-4)
-    fitted = SASRec(**dict(SASREC, loss='bce', n_epochs=3)).fit(tiny_data[0], verbose=False)
-    assert fitted.epoch_stats[-1]['loss'] < fitted.epoch_stats[0]['loss'] < 1.4  # 2 log 2 at the start
+    batch = next(iter(plan.batches(0)))[0]
+    losses = [plan.step(batch) for _ in range(5)]
+    assert losses[-1] < losses[0]  # the compiled step descends this loss
