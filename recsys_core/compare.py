@@ -150,7 +150,7 @@ class Comparison:
         if unknown:
             raise UserError('{} has unknown field(s): {}'.format(path, ', '.join(sorted(unknown))))
         folder = os.path.dirname(os.path.abspath(path))
-        at = lambda p: None if p is None else os.path.join(folder, p)
+        at = lambda p: None if p is None else os.path.normpath(os.path.join(folder, p))
         for key in (('out', 'models', 'protocol') if config.get('split') else ('train', 'test', 'out', 'models',
                                                                                'protocol')):
             if not config.get(key):
