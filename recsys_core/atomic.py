@@ -71,3 +71,13 @@ def write_tsv_atomic(frame, path):
     """A DataFrame as TSV with a header and no index (run.py's format), written atomically."""
     with atomic_write(path, 'w', newline='') as f:
         frame.to_csv(f, sep='\t', index=False)
+
+
+def write_png_atomic(fig, path):
+    """A matplotlib figure as a PNG written atomically (100 dpi); the figure is closed either way."""
+    import matplotlib.pyplot as plt
+    try:
+        with atomic_write(path, 'wb') as f:
+            fig.savefig(f, format='png', dpi=100)
+    finally:
+        plt.close(fig)

@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from .atomic import atomic_write, write_text_atomic
+from .atomic import write_png_atomic, write_text_atomic
 from .errors import UserError
 from .eval_result import METRIC_NAMES, PROTOCOLS
 
@@ -371,11 +371,7 @@ def write_plot(comparison, rows, path):
     ax.set_ylabel(_metric_header(primary))
     ax.set_title('{}\n{}'.format(comparison.title, comparison.protocol_name()), fontsize=9)
     fig.tight_layout()
-    try:
-        with atomic_write(path, 'wb') as f:
-            fig.savefig(f, format='png', dpi=100)
-    finally:
-        plt.close(fig)
+    write_png_atomic(fig, path)
 
 
 def run(comparison, only=None):

@@ -6,7 +6,7 @@ import warnings
 
 from optuna.trial import TrialState
 
-from ..atomic import atomic_write, write_text_atomic
+from ..atomic import write_png_atomic, write_text_atomic
 
 
 def best_trial(study):
@@ -50,7 +50,6 @@ def write_plots(study, folder):
     """
     import matplotlib
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
     written = []
@@ -64,11 +63,7 @@ def write_plots(study, folder):
             fig = ax.figure if hasattr(ax, 'figure') else ax[0].figure
             fig.set_size_inches(9, 5.5)
             fig.tight_layout()
-            try:
-                with atomic_write(path, 'wb') as f:
-                    fig.savefig(f, format='png', dpi=100)
-            finally:
-                plt.close(fig)
+            write_png_atomic(fig, path)
             written.append(path)
         except Exception as e:  # a plot is a convenience: say why it is missing, keep the results
             print('[paropt] no {}: {}: {}'.format(name, type(e).__name__, e), file=sys.stderr)
