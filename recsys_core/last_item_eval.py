@@ -46,12 +46,12 @@ def evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, sess
         histories, targets = last_item_cases(model, test_data, session_key, item_key, time_key)
     known = (targets >= 0) & np.array([len(h) > 0 for h in histories], dtype=bool)
     ranks = np.full((len(cuts), len(targets)), np.inf)  # one row per cut-off
-    pruned = ()
+    pruned, tied = (), 0
     if known.any():
         cases = [h for h, k in zip(histories, known) if k]
         if negatives:
             candidates = sample_negatives(model, cases, targets[known], negatives, negatives_seed)
-            ranks[:, known] = sampled_ranks(model, cases, targets[known], candidates, mode)
+            ranks[:, known], tied = sampled_ranks(model, cases, targets[known], candidates, mode)
         elif hasattr(model, 'rank_last_items'):
             ranks[:, known] = model.rank_last_items(cases, targets[known], mode, int(cuts.max()),
                                                     cut_offs=list(cut_off))
@@ -70,6 +70,8 @@ def evaluate_last_items_result(model, test_data, cut_off, mode, batch_size, sess
     notes = model.evaluation_notes() if hasattr(model, 'evaluation_notes') else []
     if negatives:
         notes = ['(last-item protocol: each target ranked{}, not against every item)'.format(against)] + notes
+        if tied > TIE_NOTE_SHARE * len(targets):
+            notes.append(tie_note(tied, len(targets), mode))
     return EvalResult('last', list(cut_off), metrics, len(targets), int((~known).sum()), pruned, notes,
                       negatives=negatives)
 
@@ -93,18 +95,31 @@ def sample_negatives(model, histories, targets, n, seed):
     return out
 
 
+TIE_NOTE_SHARE = 0.01
+
+
+def tie_note(tied, cases, mode):
+    """The line under a sampled result whose targets often tie with a negative: a model that gives
+    many items one score (popularity's top_n) otherwise looks far better than it is."""
+    effect = {'standard': 'counts a tie in the target\'s favour', 'tiebreaking': 'counts a tie in the target\'s favour',
+              'conservative': 'counts a tie against the target', 'median': 'counts half of a tie for the target'}
+    return ('(tied scores: {} of {} targets ({:.1%}) score the same as a sampled negative; the {} tie mode {})'
+            .format(tied, cases, tied / cases, mode, effect[mode]))
+
+
 def sampled_ranks(model, histories, targets, candidates, mode, batch=256):
     """Rank of each target among itself and its sampled candidates (the model's scores; tie modes
-    as everywhere)."""
-    ranks = []
+    as everywhere), and how many targets tie with one of their candidates."""
+    ranks, tied = [], 0
     for s in range(0, len(targets), batch):
         scores = np.asarray(model._history_scores(histories[s:s + batch]), dtype=np.float64)
         rows = np.arange(len(scores))[:, None]
         target = scores[rows[:, 0], targets[s:s + batch]][:, None]
         against = scores[rows, candidates[s:s + batch]]
         greater, equal = (against > target).sum(axis=1), (against == target).sum(axis=1) + 1
+        tied += int((equal > 1).sum())
         ranks.append(ranks_from_counts(greater.astype(np.float64), equal.astype(np.float64), mode))
-    return np.concatenate(ranks)
+    return np.concatenate(ranks), tied
 
 
 def last_item_cases(model, test_data, session_key, item_key, time_key):

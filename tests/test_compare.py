@@ -75,6 +75,20 @@ def test_sampled_negatives_are_items_the_sequence_never_has_and_ranks_are_a_brut
         evaluate(model, test, protocol='next', negatives=30, verbose=False)
 
 
+def test_targets_tied_with_sampled_negatives_are_reported_with_the_tie_mode(tiny_data, small_model):
+    from baselines.pop import Pop
+    train, test = tiny_data
+    model = Pop(top_n=3).fit(train)  # every other item scores 0: most targets tie with most negatives
+    standard = evaluate(model, test, protocol='last', cut_off=[10], negatives=30, verbose=False)
+    note = [line for line in standard.lines() if line.startswith('(tied scores')]
+    assert len(note) == 1 and "standard tie mode counts a tie in the target's favour" in note[0]
+    conservative = evaluate(model, test, protocol='last', cut_off=[10], negatives=30, mode='conservative', verbose=False)
+    assert conservative.value('hr', 10) < 0.5 * standard.value('hr', 10)
+    assert 'counts a tie against the target' in conservative.lines()[-1]
+    scored = evaluate(small_model, test, protocol='last', cut_off=[10], negatives=30, verbose=False)
+    assert not [line for line in scored.lines() if line.startswith('(tied scores')]
+
+
 def write_config(folder, **fields):
     config = dict({'title': 'tiny', 'train': 'train.tsv', 'test': 'test.tsv', 'protocol': 'last', 'negatives': 50,
                    'cut_offs': [5, 10], 'seeds': [1, 2], 'out': 'out', 'primary': 'ndcg@10',
