@@ -192,17 +192,22 @@ class SASRecBlock:
         return [p for p in (self.q, self.k, self.v, self.norm_attn, self.ffn_in, self.ffn_out, self.norm_ffn,
                             self.scale_attn, self.scale_ffn) if p is not None]
 
-    def attention(self, shared, x, p_drop=0.0, srng=None):
+    def attention(self, shared, x, p_drop=0.0, srng=None, keys=None, key_mask=None):
+        """Causal attention of the queries x over ``keys`` (default x); ``key_mask`` (B, L), 0 where
+        a key is left out."""
         B, L, d = x.shape[0], x.shape[1], x.shape[2]
         h = self.heads
+        keys = x if keys is None else keys
 
         def split(t):  # (B, L, d) -> (B*h, L, d/h)
             return t.reshape((B, L, h, d // h)).dimshuffle(0, 2, 1, 3).reshape((B * h, L, d // h))
 
-        Q, K, V = split(self.q(shared, x)), split(self.k(shared, x)), split(self.v(shared, x))
+        Q, K, V = split(self.q(shared, x)), split(self.k(shared, keys)), split(self.v(shared, keys))
         scores = pt.matmul(Q, K.dimshuffle(0, 2, 1)) / pt.sqrt(pt.cast(d // h, x.dtype))
-        causal = pt.le(pt.arange(L)[None, :], pt.arange(L)[:, None])  # key j <= query i
-        probs = softmax(pt.switch(causal[None, :, :], scores, np.float32(ATTENTION_MASK)))
+        keep = pt.le(pt.arange(L)[None, :], pt.arange(L)[:, None])[None, :, :]  # key j <= query i
+        if key_mask is not None:  # one row per (batch, head), as split orders them
+            keep = pt.and_(keep, pt.repeat(key_mask, h, axis=0)[:, None, :])
+        probs = softmax(pt.switch(keep, scores, np.float32(ATTENTION_MASK)))
         if srng is not None:
             probs = dropout(probs, p_drop, srng)
         out = pt.matmul(probs, V)  # (B*h, L, d/h)
@@ -218,6 +223,33 @@ class SASRecBlock:
         if srng is not None:
             f = dropout(f, p_drop, srng)
         return self.norm_ffn(shared, y + (f if self.scale_ffn is None else self.scale_ffn(shared, f)))
+
+
+class KangSASRecBlock(SASRecBlock):
+    """The block of Kang & McAuley's own SASRec code: pre-LN, with the normalised input as the
+    residual, keys and values from the unnormalised input, and padding left out:
+
+        q = LN_a(x);  A = attention(Q = q Wq + bq, K = x Wk + bk, V = x Wv + bv)
+        y = q + A;  z = LN_f(y);  out = (z + dropout(W2 dropout(ReLU(W1 z)))) * m
+
+    The padding is found as that code finds it, from the input: m_j = 0 where x_j is all zero (the
+    model zeroes the padding positions of its input and every block keeps them zero). Such keys
+    are masked (-(2^32)+1) like the keys after the query. The code's query mask changes only the
+    padding positions' rows, which m zeroes, so it is left out.
+    """
+
+    def __call__(self, shared, x, p_drop=0.0, srng=None):
+        m = pt.neq(pt.abs(x).sum(axis=-1), 0)
+        q = self.norm_attn(shared, x)
+        y = q + self.attention(shared, q, p_drop, srng, keys=x, key_mask=m)
+        z = self.norm_ffn(shared, y)
+        f = pt.maximum(self.ffn_in(shared, z), 0)
+        if srng is not None:
+            f = dropout(f, p_drop, srng)
+        f = self.ffn_out(shared, f)
+        if srng is not None:
+            f = dropout(f, p_drop, srng)
+        return (z + f) * pt.cast(m, x.dtype)[:, :, None]
 
 
 def apply_stack(shared, x, blocks, layouts=(), **kwargs):

@@ -16,17 +16,26 @@ every training step (it is 0 by default, so the default runs are the same).
 a real target, -log sigmoid(s(target)) - log sigmoid(-s(negative)) with one negative per position
 drawn uniformly from the items that are not among the row's targets (Kang's: not in the user's
 training sequence; the row's targets are that sequence but its first item when it fits in
-max_len), averaged over those positions; s is the output layer's score. Kang's SASRec also
-differs in its block (pre-LN, embeddings scaled by sqrt(d), a final LayerNorm, the item
-embedding as the output layer): this option changes the loss only. Its output layer costs two columns per
-position instead of the whole vocabulary.
+max_len), averaged over those positions; s is the output layer's score.
+Its output layer costs two columns per position instead of the whole vocabulary.
+
+``block=kang`` is the network of Kang & McAuley's own code (recsys_core.blocks.KangSASRecBlock):
+item embeddings scaled by sqrt(d) plus position embeddings, dropout, the padding positions zeroed;
+pre-LN blocks whose residual is the normalised input, with keys and values from the unnormalised
+one and padding keys masked; a final LayerNorm (eps 1e-8); the item embedding as the output layer,
+without a bias; Glorot-uniform tables and kernels, zero biases, the padding row zero; TF's Adam with
+beta2 0.98. With ``loss=bce`` it trains what their code trains, but for the rows: theirs are the
+last max_len items of randomly drawn users, ours every window of every user in a fixed order (the
+same rows as every sequence model here). Their max_len counts inputs; ours counts the window with
+its target, so their maxlen=200 is our max_len=201.
 """
 from collections import OrderedDict
 
 import numpy as np
 import pytensor.tensor as pt
 
-from recsys_core.blocks import TORCH_LAYER_NORM_EPS, LayerNorm, Linear, SASRecBlock, Scale, apply_stack, torch_uniform
+from recsys_core.blocks import (LAYER_NORM_EPS, TORCH_LAYER_NORM_EPS, KangSASRecBlock, LayerNorm, Linear, SASRecBlock,
+                                Scale, apply_stack, glorot_uniform, torch_uniform)
 from recsys_core.optim import DenseAdam
 from recsys_core.params import KEY_PARAMS, Param, non_negative, one_of, positive, probability
 from recsys_core.randomness import dropout
@@ -44,6 +53,10 @@ class SASRec(SequenceRecommender):
         Param('dropout', 0.0, probability),
         Param('rezero', True, doc='a learnable scale (init 0) on each sub-layer, as StackRec'),
         Param('input_layer_norm', True, doc='LayerNorm after the input dropout, as StackRec'),
+        Param('block', 'stackrec', one_of(('stackrec', 'kang')),
+              doc="stackrec: the StackRec/PeerCollab block stack; kang: Kang & McAuley's own (pre-LN, embeddings "
+                  "scaled by sqrt(d), padding masked, a final LayerNorm, the item embedding as the output layer, "
+                  "Glorot initialisation, Adam beta2 0.98); rezero and input_layer_norm do not apply to it"),
         Param('learning_rate', 0.001, positive),
         Param('beta1', 0.9, probability),
         Param('batch_size', 256, positive),
@@ -62,7 +75,18 @@ class SASRec(SequenceRecommender):
             return 'hidden={} must be divisible by num_heads={}'.format(p['hidden'], p['num_heads'])
         return None
 
+    @property
+    def kang(self):
+        return getattr(self, 'block', 'stackrec') == 'kang'
+
     def _residual_blocks(self):
+        if self.kang:
+            return [KangSASRecBlock(Linear('b{}_q'.format(i)), Linear('b{}_k'.format(i)), Linear('b{}_v'.format(i)),
+                                    LayerNorm('b{}_na'.format(i), LAYER_NORM_EPS), Linear('b{}_f1'.format(i)),
+                                    Linear('b{}_f2'.format(i)), LayerNorm('b{}_nf'.format(i), LAYER_NORM_EPS),
+                                    heads=self.num_heads)
+                    for i in range(self.num_blocks)]
+
         def scale(name):
             return Scale(name) if self.rezero else None
         return [SASRecBlock(Linear('b{}_q'.format(i)), Linear('b{}_k'.format(i)), Linear('b{}_v'.format(i)),
@@ -72,6 +96,8 @@ class SASRec(SequenceRecommender):
                 for i in range(self.num_blocks)]
 
     def _init_weights(self):
+        if self.kang:
+            return self._kang_weights()
         rng = np.random.default_rng(self.seed)
         d, V = self.hidden, self.n_vocab
         w = OrderedDict()
@@ -92,11 +118,36 @@ class SASRec(SequenceRecommender):
         w['final_b'] = torch_uniform(rng, (V,), d)
         return w
 
+    def _kang_weights(self):
+        """TF's default (Glorot uniform) for the tables and dense kernels, zero biases, the padding
+        row of the item table zero (it stays so: its input positions are zeroed and it is never a
+        target or a negative)."""
+        rng = np.random.default_rng(self.seed)
+        d, V = self.hidden, self.n_vocab
+        w = OrderedDict()
+        w['item_emb'] = glorot_uniform(rng, (V, d))
+        w['item_emb'][self.pad_index] = 0
+        w['pos_emb'] = glorot_uniform(rng, (self.seq_len, d))
+        for block in self._residual_blocks():
+            for part in block.parts():
+                if isinstance(part, Linear):
+                    w[part.name + '_W'] = glorot_uniform(rng, (d, d))
+                    w[part.name + '_b'] = np.zeros(d, dtype='float32')
+                else:
+                    w.update(part.init(d))
+        w.update(LayerNorm('ln_final').init(d))
+        return w
+
     def _embed(self, X):
         """Item plus position embeddings of a (B, T) index matrix (SSE-PT adds its user)."""
         return self.shared['item_emb'][X] + self.shared['pos_emb'][:X.shape[1]][None, :, :]
 
     def _input(self, X, random_source=None):
+        if self.kang:
+            e = self.shared['item_emb'][X] * np.float32(np.sqrt(self.hidden)) + self.shared['pos_emb'][:X.shape[1]][None]
+            if random_source is not None:
+                e = dropout(e, self.dropout, random_source)
+            return e * pt.cast(pt.neq(X, self.pad_index), e.dtype)[:, :, None]
         e = self._embed(X)
         if random_source is not None:
             e = dropout(e, self.dropout, random_source)
@@ -105,13 +156,22 @@ class SASRec(SequenceRecommender):
         return e
 
     def _hidden(self, X):
-        return apply_stack(self.shared, self._input(X), self._residual_blocks(), self._layouts)
+        return self._top(apply_stack(self.shared, self._input(X), self._residual_blocks(), self._layouts))
 
     def _train_hidden(self, X, random_source):
         if not self.dropout:
             return self._hidden(X)
-        return apply_stack(self.shared, self._input(X, random_source), self._residual_blocks(), self._layouts,
-                           p_drop=self.dropout, srng=random_source)
+        return self._top(apply_stack(self.shared, self._input(X, random_source), self._residual_blocks(),
+                                     self._layouts, p_drop=self.dropout, srng=random_source))
+
+    def _top(self, h):
+        return LayerNorm('ln_final', LAYER_NORM_EPS)(self.shared, h) if self.kang else h
+
+    def _output_layer(self):
+        """(W (d, V), b or None): Kang's scores with the item embedding itself, without a bias."""
+        if self.kang:
+            return self.shared['item_emb'].T, None
+        return self.shared['final_W'], self.shared['final_b']
 
     def _loss_inputs(self):
         return [pt.imatrix('negatives')] if getattr(self, 'loss', 'softmax') == 'bce' else []
@@ -132,21 +192,25 @@ class SASRec(SequenceRecommender):
         """Mean full-softmax cross-entropy over every position (padding targets included, as released);
         loss=bce: SASRec's binary cross-entropy of each real target against its sampled negative."""
         flat = h.reshape((-1, h.shape[2]))
+        W, b = self._output_layer()
         if getattr(self, 'loss', 'softmax') != 'bce':
-            return linear_cross_entropy(flat, self.shared['final_W'], self.shared['final_b'], labels.ravel())
+            return linear_cross_entropy(flat, W, b, labels.ravel())
         pos, neg = labels.ravel(), extra[0].ravel()
-        W, b = self.shared['final_W'], self.shared['final_b']
-        s_pos = (flat * W.T[pos]).sum(axis=1) + b[pos]
-        s_neg = (flat * W.T[neg]).sum(axis=1) + b[neg]
+        s_pos, s_neg = (flat * W.T[pos]).sum(axis=1), (flat * W.T[neg]).sum(axis=1)
+        if b is not None:
+            s_pos, s_neg = s_pos + b[pos], s_neg + b[neg]
         real = pt.cast(pt.neq(pos, self.pad_index), 'float32')
         return ((pt.softplus(-s_pos) + pt.softplus(s_neg)) * real).sum() / pt.maximum(real.sum(), 1)
 
     def _log_scores(self, h_last):
-        return pt.dot(h_last, self.shared['final_W']) + self.shared['final_b']
+        W, b = self._output_layer()
+        return pt.dot(h_last, W) if b is None else pt.dot(h_last, W) + b
 
     def _optimizer(self, learning_rate=None):
-        return DenseAdam(self.learning_rate if learning_rate is None else learning_rate, self.beta1,
-                         torch_epsilon=True)
+        rate = self.learning_rate if learning_rate is None else learning_rate
+        if self.kang:
+            return DenseAdam(rate, self.beta1, beta2=0.98)  # Kang's: TF's Adam
+        return DenseAdam(rate, self.beta1, torch_epsilon=True)
 
 
 MODEL_CLASS = SASRec

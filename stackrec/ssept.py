@@ -102,6 +102,8 @@ class SSEPT(SASRec):
             return 'hidden={} must be even (user and item embeddings of hidden/2 each)'.format(p['hidden'])
         if not str(p['users']).strip():
             return "users must be 'session', 'first' or a column name"
+        if p.get('block') == 'kang':
+            return "block=kang is SASRec's own network; SSE-PT is built on StackRec's block (block=stackrec)"
         return super().check_params(p)
 
     @property
