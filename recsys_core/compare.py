@@ -361,12 +361,13 @@ def write_plot(comparison, rows, path):
         x, y = max(row['train s'], 0.1), row[primary]
         ax.errorbar([x], [y], yerr=[row[primary + ' sd'] or 0], fmt='o', capsize=3)
         ax.annotate(row['model'], (x, y), textcoords='offset points', xytext=(5, 5), fontsize=8)
+    ax.set_xscale('log')
     for pub in comparison.published:
         if primary in pub.get('metrics', {}):
             ax.axhline(pub['metrics'][primary], linestyle='--', linewidth=0.8, color='grey')
-            ax.annotate('{} (published)'.format(pub['name']), (ax.get_xlim()[0], pub['metrics'][primary]),
-                        textcoords='offset points', xytext=(2, 2), fontsize=7, color='grey')
-    ax.set_xscale('log')
+            ax.annotate('{} (published)'.format(pub['name']), (0, pub['metrics'][primary]),
+                        xycoords=('axes fraction', 'data'), textcoords='offset points', xytext=(2, 2),
+                        fontsize=7, color='grey')
     ax.set_xlabel('training seconds (mean over runs, log scale)')
     ax.set_ylabel(_metric_header(primary))
     ax.set_title('{}\n{}'.format(comparison.title, comparison.protocol_name()), fontsize=9)
