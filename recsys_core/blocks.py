@@ -213,15 +213,18 @@ class SASRecBlock:
         out = pt.matmul(probs, V)  # (B*h, L, d/h)
         return out.reshape((B, h, L, d // h)).dimshuffle(0, 2, 1, 3).reshape((B, L, d))
 
-    def __call__(self, shared, x, p_drop=0.0, srng=None):
-        a = self.attention(shared, x, p_drop, srng)
-        y = self.norm_attn(shared, x + (a if self.scale_attn is None else self.scale_attn(shared, a)))
+    def feed_forward(self, shared, y, p_drop=0.0, srng=None):
+        """W2(dropout(ReLU(W1 y))), dropout again on the output while training."""
         f = pt.maximum(self.ffn_in(shared, y), 0)
         if srng is not None:
             f = dropout(f, p_drop, srng)
         f = self.ffn_out(shared, f)
-        if srng is not None:
-            f = dropout(f, p_drop, srng)
+        return dropout(f, p_drop, srng) if srng is not None else f
+
+    def __call__(self, shared, x, p_drop=0.0, srng=None):
+        a = self.attention(shared, x, p_drop, srng)
+        y = self.norm_attn(shared, x + (a if self.scale_attn is None else self.scale_attn(shared, a)))
+        f = self.feed_forward(shared, y, p_drop, srng)
         return self.norm_ffn(shared, y + (f if self.scale_ffn is None else self.scale_ffn(shared, f)))
 
 
@@ -243,13 +246,7 @@ class KangSASRecBlock(SASRecBlock):
         q = self.norm_attn(shared, x)
         y = q + self.attention(shared, q, p_drop, srng, keys=x, key_mask=m)
         z = self.norm_ffn(shared, y)
-        f = pt.maximum(self.ffn_in(shared, z), 0)
-        if srng is not None:
-            f = dropout(f, p_drop, srng)
-        f = self.ffn_out(shared, f)
-        if srng is not None:
-            f = dropout(f, p_drop, srng)
-        return (z + f) * pt.cast(m, x.dtype)[:, :, None]
+        return (z + self.feed_forward(shared, z, p_drop, srng)) * pt.cast(m, x.dtype)[:, :, None]
 
 
 def apply_stack(shared, x, blocks, layouts=(), **kwargs):
